@@ -1,0 +1,1 @@
+"""rref: a small, correct, Docker-like reference runtime."""

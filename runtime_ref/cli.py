@@ -1,0 +1,319 @@
+"""`rref`: docker's everyday verbs over the reference runtime.
+
+Imports stay inside the command functions so that `rref run` loads only
+what it uses. Every failure ends as one `rref: ...` line on stderr and a
+docker-like exit code (125 for usage and runtime errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from .errors import RrefError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from .state import Store
+
+    return Store(args.root)
+
+
+def _images(args: argparse.Namespace) -> Any:
+    from .images import ImageStore
+
+    return ImageStore(args.root)
+
+
+def _signal(name: str) -> int:
+    import signal
+
+    s = name.upper()
+    if s.isdigit():
+        return int(s)
+    try:
+        return int(signal.Signals[s if s.startswith("SIG") else "SIG" + s])
+    except (KeyError, ValueError):
+        raise UsageError(f"invalid signal: {name}") from None
+
+
+def _create_options(a: argparse.Namespace, auto_remove: bool = False) -> Any:
+    import shlex
+
+    from .containers import CreateOptions
+
+    if not a.image:
+        raise UsageError("requires at least 1 argument: IMAGE [COMMAND] [ARG...]")
+    entry = None if a.entrypoint is None else (shlex.split(a.entrypoint) if a.entrypoint else [])
+    return CreateOptions(image=a.image, command=list(a.command), entrypoint=entry,
+                         name=a.name, hostname=a.hostname, env=_env(a), workdir=a.workdir,
+                         user=a.user, read_only=a.read_only, network=a.network,
+                         auto_remove=auto_remove, interactive=a.interactive)
+
+
+def _env(a: argparse.Namespace) -> list[str]:
+    env = list(a.env or [])
+    for path in a.env_file or []:
+        try:
+            with open(path) as f:
+                env += [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+        except OSError as e:
+            raise UsageError(f"cannot read env file {path}: {e.strerror}") from None
+    return env
+
+
+def cmd_create(a: argparse.Namespace) -> int:
+    from . import containers
+
+    print(containers.create(_store(a), _images(a), _create_options(a)))
+    return 0
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from . import containers, lifecycle
+
+    store = _store(a)
+    cid = containers.create(store, _images(a), _create_options(a, auto_remove=a.rm))
+    if a.detach:
+        try:
+            lifecycle.start(store, cid)
+        except RrefError:
+            if a.rm:
+                _remove_quietly(store, cid)
+            raise
+        print(cid)
+        return 0
+    return lifecycle.start(store, cid, attach=True, stdin_fd=0 if a.interactive else None)
+
+
+def _remove_quietly(store: Any, cid: str) -> None:
+    import contextlib
+
+    from . import containers
+
+    with contextlib.suppress(RrefError, OSError):
+        containers.remove(store, cid, force=True)
+
+
+def cmd_start(a: argparse.Namespace) -> int:
+    from . import lifecycle
+
+    store = _store(a)
+    code = 0
+    for ref in a.containers:
+        cid = store.resolve(ref)
+        if a.attach:
+            code = lifecycle.start(store, cid, attach=True,
+                                   stdin_fd=0 if a.interactive else None)
+        else:
+            lifecycle.start(store, cid)
+            print(ref)
+    return code
+
+
+def cmd_exec(a: argparse.Namespace) -> int:
+    from . import lifecycle
+
+    store = _store(a)
+    return lifecycle.exec_in(store, store.resolve(a.container), list(a.command), _env(a),
+                             a.workdir, a.user, detach=a.detach, interactive=a.interactive)
+
+
+def _each(a: argparse.Namespace, refs: list[str], fn: Callable[[Any, str], None]) -> int:
+    """docker applies multi-container verbs to each, reports failures, exits 1 if any."""
+    store = _store(a)
+    code = 0
+    for ref in refs:
+        try:
+            fn(store, store.resolve(ref))
+            print(ref)
+        except RrefError as e:
+            print(f"rref: {e}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def cmd_stop(a: argparse.Namespace) -> int:
+    from . import lifecycle
+
+    if a.time < 0:
+        raise UsageError(f"invalid stop timeout: {a.time}")
+    sig = _signal(a.signal)
+    return _each(a, a.containers, lambda s, c: lifecycle.stop(s, c, a.time, sig))
+
+
+def cmd_kill(a: argparse.Namespace) -> int:
+    from . import lifecycle
+
+    sig = _signal(a.signal)
+    return _each(a, a.containers, lambda s, c: lifecycle.kill(s, c, sig))
+
+
+def cmd_rm(a: argparse.Namespace) -> int:
+    from . import containers
+
+    return _each(a, a.containers, lambda s, c: containers.remove(s, c, force=a.force))
+
+
+def cmd_wait(a: argparse.Namespace) -> int:
+    from . import lifecycle
+
+    store = _store(a)
+    for ref in a.containers:
+        print(lifecycle.wait(store, store.resolve(ref)))
+    return 0
+
+
+def cmd_logs(a: argparse.Namespace) -> int:
+    from . import lifecycle
+
+    store = _store(a)
+    tail = None if a.tail in (None, "all") else _int(a.tail, "--tail")
+    lifecycle.logs(store, store.resolve(a.container), a.follow, a.timestamps, tail)
+    return 0
+
+
+def _int(v: str, flag: str) -> int:
+    try:
+        return int(v)
+    except ValueError:
+        raise UsageError(f"invalid value for {flag}: {v!r}") from None
+
+
+def cmd_ps(a: argparse.Namespace) -> int:
+    from . import view
+
+    view.ps(_store(a), all_=a.all, quiet=a.quiet, no_trunc=a.no_trunc)
+    return 0
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    from . import view
+
+    return view.inspect(_store(a), _images(a), a.targets, a.format, a.type)
+
+
+def cmd_images(a: argparse.Namespace) -> int:
+    from . import view
+
+    view.images(_images(a), quiet=a.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .state import DEFAULT_ROOT
+
+    p = _Parser(prog="rref", description="rref: a small, correct, Docker-like runtime")
+    p.add_argument("--root", default=os.environ.get("RREF_ROOT", DEFAULT_ROOT),
+                   help="state root (default %(default)s, or $RREF_ROOT)")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str
+            ) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.set_defaults(func=fn)
+        return sp
+
+    def container_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--name")
+        sp.add_argument("-h", "--hostname")
+        sp.add_argument("-e", "--env", action="append")
+        sp.add_argument("--env-file", action="append")
+        sp.add_argument("-w", "--workdir")
+        sp.add_argument("-u", "--user")
+        sp.add_argument("--entrypoint")
+        sp.add_argument("--read-only", action="store_true")
+        sp.add_argument("--network", "--net", default="none")
+        sp.add_argument("-i", "--interactive", action="store_true")
+        sp.add_argument("image", nargs="?")
+        sp.add_argument("command", nargs=argparse.REMAINDER)
+
+    for name, fn, help_ in (("create", cmd_create, "create a container"),
+                            ("run", cmd_run, "create and start a container")):
+        sp = sub.add_parser(name, help=help_, add_help=False)
+        sp.add_argument("--help", action="help")
+        sp.set_defaults(func=fn)
+        if name == "run":
+            sp.add_argument("-d", "--detach", action="store_true")
+            sp.add_argument("--rm", action="store_true")
+        container_opts(sp)
+
+    sp = add("start", cmd_start, "start stopped containers")
+    sp.add_argument("-a", "--attach", action="store_true")
+    sp.add_argument("-i", "--interactive", action="store_true")
+    sp.add_argument("containers", nargs="+")
+
+    sp = add("exec", cmd_exec, "run a command in a running container")
+    sp.add_argument("-d", "--detach", action="store_true")
+    sp.add_argument("-i", "--interactive", action="store_true")
+    sp.add_argument("-e", "--env", action="append")
+    sp.add_argument("--env-file", action="append")
+    sp.add_argument("-w", "--workdir")
+    sp.add_argument("-u", "--user")
+    sp.add_argument("container")
+    sp.add_argument("command", nargs=argparse.REMAINDER)
+
+    sp = add("stop", cmd_stop, "stop containers: SIGTERM, then SIGKILL after a timeout")
+    sp.add_argument("-t", "--time", type=int, default=10)
+    sp.add_argument("-s", "--signal", default="SIGTERM")
+    sp.add_argument("containers", nargs="+")
+
+    sp = add("kill", cmd_kill, "send a signal to containers")
+    sp.add_argument("-s", "--signal", default="SIGKILL")
+    sp.add_argument("containers", nargs="+")
+
+    sp = add("rm", cmd_rm, "remove containers")
+    sp.add_argument("-f", "--force", action="store_true")
+    sp.add_argument("containers", nargs="+")
+
+    sp = add("wait", cmd_wait, "wait for containers to stop, print exit codes")
+    sp.add_argument("containers", nargs="+")
+
+    sp = add("logs", cmd_logs, "print a container's stdout and stderr")
+    sp.add_argument("-f", "--follow", action="store_true")
+    sp.add_argument("-t", "--timestamps", action="store_true")
+    sp.add_argument("-n", "--tail")
+    sp.add_argument("container")
+
+    sp = add("ps", cmd_ps, "list containers")
+    sp.add_argument("-a", "--all", action="store_true")
+    sp.add_argument("-q", "--quiet", action="store_true")
+    sp.add_argument("--no-trunc", action="store_true")
+
+    sp = add("inspect", cmd_inspect, "low-level information on containers or images")
+    sp.add_argument("-f", "--format")
+    sp.add_argument("--type", choices=["container", "image"])
+    sp.add_argument("targets", nargs="+")
+
+    sp = add("images", cmd_images, "list images")
+    sp.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "func", None):
+            raise UsageError("rref: a command is required (see rref --help)")
+        if os.geteuid() != 0:
+            raise RrefError("rref must run as root", 125)
+        return args.func(args)
+    except RrefError as e:
+        print(f"rref: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

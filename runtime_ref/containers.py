@@ -1,0 +1,262 @@
+"""Container records: create (state dir, init layer, spec), look up, reconcile, remove."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import procinfo
+from .cgroups import Cgroup
+from .errors import EXIT_RUNTIME, RrefError, UsageError
+from .images import ImageStore
+from .spec import ANN_OVERLAY, ANN_USER, default_spec, merge_env
+from .state import Store, now_iso
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+ZERO_TIME = "0001-01-01T00:00:00Z"
+_ADJ = ("brave", "calm", "eager", "fond", "keen", "lucid", "quiet", "sharp", "swift", "wise")
+_NOUN = ("curie", "darwin", "euler", "gauss", "hopper", "lovelace", "noether", "turing")
+
+
+@dataclass
+class CreateOptions:
+    image: str
+    command: list[str] = field(default_factory=list)
+    entrypoint: list[str] | None = None
+    name: str | None = None
+    hostname: str | None = None
+    env: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    read_only: bool = False
+    network: str = "none"
+    auto_remove: bool = False
+    interactive: bool = False
+
+
+def _check_options(o: CreateOptions) -> None:
+    if o.name is not None and not NAME_RE.match(o.name):
+        raise UsageError(f"invalid container name ({o.name}): only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                         "are allowed")
+    if o.hostname is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})",
+                                                   o.hostname):
+        raise UsageError(f"invalid hostname {o.hostname!r}")
+    if o.workdir is not None and not o.workdir.startswith("/"):
+        raise UsageError(f"the working directory '{o.workdir}' is invalid, it needs to be an "
+                         "absolute path")
+    if o.network not in ("none", "host"):
+        raise UsageError(f"invalid network mode {o.network!r}: this build supports none, host")
+    for e in o.env:
+        if not e or e.startswith("="):
+            raise UsageError(f"invalid environment variable: {e!r}")
+
+
+def _random_name(taken: dict[str, str]) -> str:
+    while True:
+        name = f"{secrets.choice(_ADJ)}_{secrets.choice(_NOUN)}_{secrets.token_hex(2)}"
+        if name not in taken:
+            return name
+
+
+def _expand_env(items: list[str]) -> list[str]:
+    """`-e KEY` takes the caller's value, and is dropped when the caller has none."""
+    out = []
+    for e in items:
+        if "=" in e:
+            out.append(e)
+        elif e in os.environ:
+            out.append(f"{e}={os.environ[e]}")
+    return out
+
+
+def _host_resolv() -> str:
+    try:
+        with open("/etc/resolv.conf") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    keep = [ln for ln in lines if not (ln.startswith("nameserver") and
+                                       (" 127." in ln or " ::1" in ln))]
+    return "\n".join(keep) + "\n"
+
+
+def _write(path: str, text: str, mode: int = 0o644) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+def _make_init_layer(path: str) -> None:
+    """Read-only placeholders for the per-container files and kernel mount points."""
+    for d in ("etc", "dev", "proc", "sys"):
+        os.makedirs(os.path.join(path, d), exist_ok=True)
+    for f in ("etc/hosts", "etc/hostname", "etc/resolv.conf"):
+        _write(os.path.join(path, f), "")
+    os.symlink("/proc/mounts", os.path.join(path, "etc/mtab"))
+
+
+def create(store: Store, images: ImageStore, o: CreateOptions) -> str:
+    _check_options(o)
+    image = images.resolve(o.image)
+    icfg = image.config.get("config", {}) or {}
+    entry = o.entrypoint if o.entrypoint is not None else (icfg.get("Entrypoint") or [])
+    cmd = o.command or ([] if o.entrypoint is not None else (icfg.get("Cmd") or []))
+    args = [*entry, *cmd]
+    if not args:
+        raise RrefError("no command specified", EXIT_RUNTIME)
+    with store.names_lock():
+        taken = store.names()
+        name = (o.name or "").lstrip("/") or _random_name(taken)
+        if name in taken:
+            raise RrefError(f'Conflict. The container name "/{name}" is already in use by '
+                            f'container "{taken[name]}". You have to remove (or rename) that '
+                            "container to be able to reuse that name.")
+        cid = store.new_id()
+        cdir = store.path(cid)
+        os.makedirs(cdir, mode=0o700)
+        try:
+            cfg = _build(store, cid, cdir, name, image, icfg, args, entry, cmd, o)
+            store.save_config(cid, cfg)
+            store.save_state(cid, {
+                "Status": "created", "Running": False, "Paused": False, "OOMKilled": False,
+                "Dead": False, "Pid": 0, "PidStart": 0, "MonitorPid": 0, "MonitorStart": 0,
+                "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME})
+        except BaseException:
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise
+    return cid
+
+
+def _build(store: Store, cid: str, cdir: str, name: str, image: Any, icfg: dict[str, Any],
+           args: list[str], entry: list[str], cmd: list[str], o: CreateOptions
+           ) -> dict[str, Any]:
+    hostname = o.hostname or cid[:12]
+    if o.network == "host":
+        hostname = o.hostname or os.uname().nodename
+    for d in ("upper", "work", "merged"):
+        os.mkdir(os.path.join(cdir, d), 0o755)
+    init_dir = os.path.join(cdir, "init")
+    _make_init_layer(init_dir)
+    _write(os.path.join(cdir, "hostname"), hostname + "\n")
+    _write(os.path.join(cdir, "hosts"),
+           "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+           "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+           "ff02::2\tip6-allrouters\n")
+    _write(os.path.join(cdir, "resolv.conf"), _host_resolv())
+    lower = [init_dir, *reversed(image.layer_dirs)]
+    upper, work, merged = (os.path.join(cdir, d) for d in ("upper", "work", "merged"))
+    overlay = f"lowerdir={':'.join(lower)},upperdir={upper},workdir={work}"
+
+    spec = default_spec(args, merged)
+    proc = spec["process"]
+    env = merge_env(icfg.get("Env") or [], [f"HOSTNAME={hostname}"])
+    proc["env"] = merge_env(env, _expand_env(o.env))
+    proc["cwd"] = o.workdir or icfg.get("WorkingDir") or "/"
+    user = o.user if o.user is not None else (icfg.get("User") or "")
+    if user:
+        spec["annotations"][ANN_USER] = user
+    spec["annotations"][ANN_OVERLAY] = overlay
+    spec["root"]["readonly"] = o.read_only
+    spec["hostname"] = hostname
+    if o.network == "host":
+        spec["linux"]["namespaces"] = [ns for ns in spec["linux"]["namespaces"]
+                                       if ns["type"] not in ("network", "uts")]
+        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/sys"] + [
+            {"destination": "/sys", "type": "bind", "source": "/sys",
+             "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]}]
+    for f in ("hostname", "hosts", "resolv.conf"):
+        spec["mounts"].append({"destination": f"/etc/{f}", "type": "bind",
+                               "source": os.path.join(cdir, f),
+                               "options": ["rbind", "rprivate"]})
+    cgroup = Cgroup.plan(f"rref-{cid}")
+    return {
+        "Id": cid, "Name": "/" + name, "Created": now_iso(),
+        "Path": args[0], "Args": args[1:],
+        "Image": image.id, "ImageRef": o.image,
+        "Config": {"Hostname": hostname, "Env": proc["env"], "Cmd": cmd,
+                   "Entrypoint": entry or None, "WorkingDir": proc["cwd"], "User": user,
+                   "Image": o.image, "OpenStdin": o.interactive, "Tty": False},
+        "HostConfig": {"AutoRemove": o.auto_remove, "ReadonlyRootfs": o.read_only,
+                       "NetworkMode": o.network},
+        "Spec": spec,
+        "Cgroup": cgroup.paths,
+        "GraphDriver": {"Name": "overlay", "Data": {
+            "LowerDir": ":".join(lower), "UpperDir": upper, "WorkDir": work,
+            "MergedDir": merged}},
+        "HostnamePath": os.path.join(cdir, "hostname"),
+        "HostsPath": os.path.join(cdir, "hosts"),
+        "ResolvConfPath": os.path.join(cdir, "resolv.conf"),
+        "LogPath": os.path.join(cdir, "container.log"),
+        "Mounts": [],
+    }
+
+
+def reconcile(store: Store, cid: str, st: dict[str, Any]) -> dict[str, Any]:
+    """A 'running' container whose monitor and process are both gone is exited (lost)."""
+    if st.get("Status") not in ("running", "paused"):
+        return st
+    if procinfo.alive(st.get("MonitorPid", 0), st.get("MonitorStart", 0)):
+        return st
+    if procinfo.alive(st.get("Pid", 0), st.get("PidStart", 0)):
+        return st
+    with store.lock(cid):
+        fresh = store.state(cid)
+        if fresh.get("Status") in ("running", "paused") and not procinfo.alive(
+                fresh.get("MonitorPid", 0), fresh.get("MonitorStart", 0)):
+            fresh.update(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=255,
+                         Error="container monitor exited unexpectedly", FinishedAt=now_iso())
+            store.save_state(cid, fresh)
+        return fresh
+
+
+def status(store: Store, cid: str) -> dict[str, Any]:
+    return reconcile(store, cid, store.state(cid))
+
+
+def is_running(st: dict[str, Any]) -> bool:
+    return st.get("Status") in ("running", "paused") and procinfo.alive(
+        st.get("Pid", 0), st.get("PidStart", 0))
+
+
+def kill_cgroup(cg: Cgroup) -> None:
+    for pid in cg.pids():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def release(store: Store, cid: str, cfg: dict[str, Any]) -> list[str]:
+    """Free host resources of a stopped container (its cgroups); return what is left."""
+    cg = Cgroup(dict(cfg.get("Cgroup", {})))
+    kill_cgroup(cg)
+    return cg.remove()
+
+
+def remove(store: Store, cid: str, force: bool = False) -> None:
+    try:
+        cfg = store.config(cid)
+        st = status(store, cid)
+    except RrefError:
+        if not force:
+            raise
+        # a corrupted record: -f removes it, freeing the cgroups rref would have made
+        cfg, st = {"Cgroup": Cgroup.plan(f"rref-{cid}").paths}, {}
+    if is_running(st):
+        if not force:
+            raise RrefError(f"cannot remove container {cid[:12]}: container is running: "
+                            "stop the container before removing or force remove")
+        procinfo.signal_process(st["Pid"], st.get("PidStart", 0), signal.SIGKILL)
+        procinfo.wait_gone(st["Pid"], st.get("PidStart", 0), 10)
+    # let the monitor record the exit before the directory disappears under it
+    if st.get("MonitorPid", 0) != os.getpid():
+        procinfo.wait_gone(st.get("MonitorPid", 0), st.get("MonitorStart", 0), 10)
+    with store.lock(cid):
+        left = release(store, cid, cfg)
+        if left:
+            raise RrefError(f"cannot remove container {cid[:12]}: cgroup busy: {left[0]}")
+        shutil.rmtree(store.path(cid), ignore_errors=False)

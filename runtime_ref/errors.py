@@ -1,0 +1,29 @@
+"""Errors that end an rref command with a one-line message and a docker-like exit code."""
+
+from __future__ import annotations
+
+# docker's conventions: 125 = the runtime itself failed, 126 = the command
+# cannot be executed, 127 = the command was not found, 1 = a failed request.
+EXIT_RUNTIME = 125
+EXIT_CANNOT_EXEC = 126
+EXIT_NOT_FOUND = 127
+EXIT_FAILED = 1
+
+
+class RrefError(Exception):
+    """A user-facing failure: printed as `rref: <message>`, exits with `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UsageError(RrefError):
+    """Bad flags or arguments (docker exits 125 for these)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_RUNTIME)
+
+
+class NotFound(RrefError):
+    """A container, image or name that does not exist."""

@@ -1,0 +1,212 @@
+"""The monitor: starts a container's init, keeps its logs and records how it ended.
+
+In the foreground (`rref run`) the calling process is the monitor and also
+copies the output to its own stdout/stderr and forwards signals. With `-d`
+(and `rref start`) a daemonized monitor does the same job in the background
+and tells the caller, through a pipe, once the user program has started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import sys
+import time
+from typing import Any
+
+from . import containers, process, procinfo
+from .errors import EXIT_RUNTIME, RrefError
+from .state import Store, now_iso
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGWINCH)
+
+
+class LogWriter:
+    """docker's json-file format: one JSON object per line of output."""
+
+    def __init__(self, path: str) -> None:
+        self.f = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the monitor
+        self.partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+    def feed(self, stream: str, data: bytes) -> None:
+        buf = self.partial[stream] + data
+        *lines, rest = buf.split(b"\n")
+        self.partial[stream] = rest
+        if lines:
+            t = now_iso()
+            self.f.write(b"".join(self._entry(ln + b"\n", stream, t) for ln in lines))
+
+    def close(self) -> None:
+        t = now_iso()
+        for stream, rest in self.partial.items():
+            if rest:
+                self.f.write(self._entry(rest, stream, t))
+        self.f.close()
+
+    @staticmethod
+    def _entry(chunk: bytes, stream: str, t: str) -> bytes:
+        return json.dumps({"log": chunk.decode(errors="replace"), "stream": stream,
+                           "time": t}).encode() + b"\n"
+
+
+def supervise(store: Store, cid: str, foreground: bool, stdin_fd: int | None,
+              notify_fd: int | None = None) -> int:
+    """Run the container to completion; return docker's exit code for it."""
+    from .cgroups import Cgroup
+
+    cfg = store.config(cid)
+    spec = cfg["Spec"]
+    cg = Cgroup(dict(cfg["Cgroup"]))
+    process.become_subreaper()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    stdin = stdin_fd if stdin_fd is not None else null
+    pending: list[int] = []
+    target = {"pid": 0}
+
+    def forward(sig: int, _frame: Any) -> None:
+        if target["pid"]:
+            with contextlib.suppress(OSError):
+                os.kill(target["pid"], sig)
+        else:
+            pending.append(sig)
+
+    if foreground:
+        for sig in FORWARDED:
+            signal.signal(sig, forward)
+    try:
+        cg.create()
+        from .init import container_init
+
+        started = process.spawn((stdin, out_w, err_w), cg.procs_files(),
+                                process.unshare_for(spec["linux"]["namespaces"]),
+                                lambda fd: container_init(spec, fd))
+    except OSError as e:
+        started = process.Started(0, {"code": EXIT_RUNTIME,
+                                      "message": f"cannot start container: {e}"})
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+        os.close(null)
+    if started.error:
+        code = int(started.error.get("code", EXIT_RUNTIME))  # type: ignore[call-overload]
+        msg = str(started.error.get("message", "unknown error"))
+        if started.pid:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(started.pid, 0)
+        _finish(store, cid, cfg, code, msg)
+        os.close(out_r)
+        os.close(err_r)
+        _notify(notify_fd, {"code": code, "message": msg})
+        raise RrefError(msg, code)
+    pid = started.pid
+    target["pid"] = pid
+    store.update_state(cid, Status="running", Running=True, Pid=pid,
+                       PidStart=procinfo.start_time(pid), MonitorPid=os.getpid(),
+                       MonitorStart=procinfo.start_time(os.getpid()), ExitCode=0, Error="",
+                       StartedAt=now_iso(), FinishedAt=containers.ZERO_TIME, OOMKilled=False)
+    _notify(notify_fd, {"pid": pid})
+    for sig in pending:
+        forward(sig, None)
+    code = _pump(pid, out_r, err_r, LogWriter(cfg["LogPath"]), foreground)
+    _finish(store, cid, cfg, code, "")
+    return code
+
+
+def _notify(fd: int | None, msg: dict[str, Any]) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(fd, json.dumps(msg).encode())
+            os.close(fd)
+
+
+def _pump(pid: int, out_r: int, err_r: int, log: LogWriter, foreground: bool) -> int:
+    streams = {out_r: "stdout", err_r: "stderr"}
+    sinks = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer} if foreground else {}
+    pidfd = os.pidfd_open(pid)
+    status: int | None = None
+    drain_until = 0.0
+    while streams:
+        watch = list(streams) + ([pidfd] if status is None else [])
+        timeout = None if status is None else max(0.0, drain_until - time.monotonic())
+        ready, _, _ = select.select(watch, [], [], timeout)
+        if status is not None and not ready:
+            break  # a leftover process outside the container still holds a pipe
+        for fd in ready:
+            if fd == pidfd:
+                _, status = os.waitpid(pid, 0)
+                drain_until = time.monotonic() + 2.0
+                continue
+            data = os.read(fd, 65536)
+            name = streams[fd]
+            if not data:
+                del streams[fd]
+                os.close(fd)
+                continue
+            log.feed(name, data)
+            if sinks:
+                with contextlib.suppress(OSError):
+                    sinks[name].write(data)
+                    sinks[name].flush()
+    for fd in streams:
+        os.close(fd)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    os.close(pidfd)
+    log.close()
+    return process.exit_code(status)
+
+
+def _finish(store: Store, cid: str, cfg: dict[str, Any], code: int, error: str) -> None:
+    containers.release(store, cid, cfg)
+    store.update_state(cid, Status="exited", Running=False, Paused=False, Pid=0, PidStart=0,
+                       ExitCode=code, Error=error, FinishedAt=now_iso())
+    if cfg.get("HostConfig", {}).get("AutoRemove"):
+        with contextlib.suppress(RrefError, OSError):
+            containers.remove(store, cid, force=True)
+
+
+def start_detached(store: Store, cid: str) -> int:
+    """Fork a daemon monitor; return the container's pid once its program has started."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - daemon side
+        code = 0
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.closerange(3, w)
+            os.closerange(w + 1, 65536)
+            with contextlib.suppress(RrefError):
+                supervise(store, cid, foreground=False, stdin_fd=None, notify_fd=w)
+        except BaseException as e:  # the daemon must never fall back into the CLI
+            _notify(w, {"code": EXIT_RUNTIME, "message": f"monitor failed: {e}"})
+            code = EXIT_RUNTIME
+        os._exit(code)
+    os.close(w)
+    os.waitpid(child, 0)
+    chunks = []
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(r)
+    try:
+        msg = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        msg = {}
+    if "pid" in msg:
+        return int(msg["pid"])
+    raise RrefError(msg.get("message", "container monitor died before the container started"),
+                    int(msg.get("code", EXIT_RUNTIME)))

@@ -1,0 +1,206 @@
+"""Root filesystem setup inside the container's mount namespace.
+
+Runs in the container's init before the user program: mounts the rootfs
+(overlay or bind), the spec's mounts (every target resolved inside the
+rootfs, so a symlink cannot make a mount land outside it), a minimal /dev,
+then pivot_root with the old root detached, then masked and read-only paths.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any
+
+from . import syscalls as sc
+from .spec import ANN_OVERLAY, Spec
+
+_FLAGS = {
+    "ro": (sc.MS_RDONLY, True), "rw": (sc.MS_RDONLY, False),
+    "nosuid": (sc.MS_NOSUID, True), "suid": (sc.MS_NOSUID, False),
+    "nodev": (sc.MS_NODEV, True), "dev": (sc.MS_NODEV, False),
+    "noexec": (sc.MS_NOEXEC, True), "exec": (sc.MS_NOEXEC, False),
+    "bind": (sc.MS_BIND, True), "rbind": (sc.MS_BIND | sc.MS_REC, True),
+    "strictatime": (sc.MS_STRICTATIME, True),
+    "relatime": (1 << 21, True), "noatime": (1024, True), "nodiratime": (2048, True),
+}
+_PROPAGATION = {
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "shared": 1 << 20, "rshared": (1 << 20) | sc.MS_REC,
+}
+# statvfs flags that must survive a read-only remount (locked in user namespaces).
+_KEEP_ON_REMOUNT = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | 1024 | 2048 | (1 << 21)
+
+
+class RootfsError(Exception):
+    """A mount the spec asks for cannot be made safely."""
+
+
+def parse_options(options: list[str]) -> tuple[int, int, str]:
+    """Split OCI mount options into (flags, propagation flags, data string)."""
+    flags = prop = 0
+    data: list[str] = []
+    for opt in options:
+        if opt in _FLAGS:
+            bit, on = _FLAGS[opt]
+            flags = flags | bit if on else flags & ~bit
+        elif opt in _PROPAGATION:
+            prop |= _PROPAGATION[opt]
+        else:
+            data.append(opt)
+    return flags, prop, ",".join(data)
+
+
+def secure_join(root: str, path: str) -> str:
+    """Resolve `path` as if `root` were `/`: symlinks and `..` never leave `root`."""
+    root = os.path.abspath(root)
+    parts = [p for p in path.split("/") if p]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > 255:
+                raise RootfsError(f"too many levels of symbolic links in {path}")
+            link = os.readlink(candidate)
+            if link.startswith("/"):
+                resolved = []
+            parts = [p for p in link.split("/") if p] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+def _mkdir_p(path: str) -> None:
+    os.makedirs(path, mode=0o755, exist_ok=True)
+
+
+def _ensure_target(target: str, source_is_file: bool) -> None:
+    if os.path.lexists(target):
+        return
+    _mkdir_p(os.path.dirname(target))
+    if source_is_file:
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    else:
+        os.mkdir(target, 0o755)
+
+
+def _remount_ro(target: str, extra: int = 0) -> None:
+    keep = os.statvfs(target).f_flag & _KEEP_ON_REMOUNT
+    sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | keep | extra)
+
+
+def mount_one(rootfs: str, m: dict[str, Any]) -> None:
+    flags, prop, data = parse_options(m.get("options", []))
+    kind = m.get("type") or ("bind" if flags & sc.MS_BIND else "none")
+    target = secure_join(rootfs, m["destination"])
+    is_bind = bool(flags & sc.MS_BIND) or kind == "bind"
+    if is_bind:
+        source = m["source"]
+        if not os.path.exists(source):
+            raise RootfsError(f"bind source {source} does not exist")
+        _ensure_target(target, not os.path.isdir(source))
+        sc.mount(source, target, None, sc.MS_BIND | (flags & sc.MS_REC))
+        if flags & ~(sc.MS_BIND | sc.MS_REC):
+            if flags & sc.MS_RDONLY:
+                _remount_ro(target, flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_RDONLY))
+            else:
+                sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT
+                         | (flags & ~(sc.MS_BIND | sc.MS_REC)))
+    else:
+        _ensure_target(target, False)
+        sc.mount(m.get("source") or kind, target, kind, flags, data or None)
+    if prop:
+        sc.mount(None, target, None, prop)
+
+
+def make_devices(rootfs: str, spec: Spec) -> None:
+    dev = secure_join(rootfs, "/dev")
+    for d in spec.get("linux", {}).get("devices", []):
+        path = secure_join(rootfs, d["path"])
+        kind = stat.S_IFCHR if d.get("type", "c") == "c" else stat.S_IFBLK
+        mode = d.get("fileMode", 0o666)
+        if os.path.lexists(path):
+            os.unlink(path)
+        os.mknod(path, kind | mode, os.makedev(d["major"], d["minor"]))
+        os.chmod(path, mode)
+        os.chown(path, d.get("uid", 0), d.get("gid", 0))
+    links = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
+             "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
+    if os.path.isdir(os.path.join(dev, "pts")):
+        links["ptmx"] = "pts/ptmx"
+    for name, to in links.items():
+        p = os.path.join(dev, name)
+        if not os.path.lexists(p):
+            os.symlink(to, p)
+
+
+def pivot(rootfs: str) -> None:
+    """pivot_root(".", ".") then detach the old root, as runc does: no put_old dir needed."""
+    old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(new)
+        sc.pivot_root(".", ".")
+        os.fchdir(old)
+        sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+        sc.umount2(".", sc.MNT_DETACH)
+    finally:
+        os.close(old)
+        os.close(new)
+    os.chdir("/")
+
+
+def mask_paths(paths: list[str]) -> None:
+    for p in paths:
+        if not os.path.lexists(p):
+            continue
+        if os.path.isdir(p) and not os.path.islink(p):
+            sc.mount("tmpfs", p, "tmpfs", sc.MS_RDONLY)
+        else:
+            sc.mount("/dev/null", p, None, sc.MS_BIND)
+
+
+def readonly_paths(paths: list[str]) -> None:
+    for p in paths:
+        if not os.path.lexists(p):
+            continue
+        sc.mount(p, p, None, sc.MS_BIND | sc.MS_REC)
+        _remount_ro(p, sc.MS_REC)
+
+
+def setup(spec: Spec, workdir: str) -> None:
+    """Everything between unshare(CLONE_NEWNS) and the final chdir."""
+    root = spec["root"]["path"]
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    overlay = spec.get("annotations", {}).get(ANN_OVERLAY)
+    if overlay:
+        sc.mount("overlay", root, "overlay", 0, overlay)
+    else:
+        sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
+    for m in spec.get("mounts", []):
+        mount_one(root, m)
+    make_devices(root, spec)
+    wd = secure_join(root, workdir)
+    if not os.path.isdir(wd):
+        _mkdir_p(wd)
+    pivot(root)
+    linux = spec.get("linux", {})
+    mask_paths(linux.get("maskedPaths", []))
+    readonly_paths(linux.get("readonlyPaths", []))
+    if spec["root"].get("readonly"):
+        _remount_ro("/")

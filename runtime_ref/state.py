@@ -1,0 +1,141 @@
+"""Crash-safe on-disk state: atomic JSON writes and one flock per container.
+
+Layout under the state root (default /var/lib/rref):
+  containers/<id>/config.json   what the container is (spec, image, names)
+  containers/<id>/state.json    what it is doing (status, pid, exit code, times)
+  containers/<id>/lock          flock held while a command changes that container
+  containers.lock               held while names are checked and claimed
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from .errors import NotFound, RrefError
+
+DEFAULT_ROOT = "/var/lib/rref"
+
+
+def now_iso() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write-to-temp, fsync, rename: readers see the old or the new file, never half."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: str) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+@contextlib.contextmanager
+def flock(path: str, shared: bool = False) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """The container half of the state root."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.cdir = os.path.join(self.root, "containers")
+
+    def ensure(self) -> None:
+        os.makedirs(self.cdir, mode=0o700, exist_ok=True)
+
+    def names_lock(self) -> contextlib.AbstractContextManager[None]:
+        self.ensure()
+        return flock(os.path.join(self.root, "containers.lock"))
+
+    def path(self, cid: str, *parts: str) -> str:
+        return os.path.join(self.cdir, cid, *parts)
+
+    def lock(self, cid: str) -> contextlib.AbstractContextManager[None]:
+        return flock(self.path(cid, "lock"))
+
+    def ids(self) -> list[str]:
+        try:
+            return sorted(d for d in os.listdir(self.cdir) if len(d) == 64)
+        except FileNotFoundError:
+            return []
+
+    def new_id(self) -> str:
+        while True:
+            cid = secrets.token_hex(32)
+            if not cid[:12].isdigit() and not os.path.exists(self.path(cid)):
+                return cid
+
+    def config(self, cid: str) -> dict[str, Any]:
+        return self._load(cid, "config.json")
+
+    def state(self, cid: str) -> dict[str, Any]:
+        return self._load(cid, "state.json")
+
+    def _load(self, cid: str, name: str) -> dict[str, Any]:
+        path = self.path(cid, name)
+        try:
+            data = read_json(path)
+        except FileNotFoundError:
+            raise NotFound(f"No such container: {cid[:12]}") from None
+        except (ValueError, OSError) as e:
+            raise RrefError(f"corrupted state file {path}: {e}") from None
+        if not isinstance(data, dict):
+            raise RrefError(f"corrupted state file {path}: not a JSON object")
+        return data
+
+    def save_config(self, cid: str, data: dict[str, Any]) -> None:
+        write_json(self.path(cid, "config.json"), data)
+
+    def save_state(self, cid: str, data: dict[str, Any]) -> None:
+        write_json(self.path(cid, "state.json"), data)
+
+    def update_state(self, cid: str, **changes: Any) -> dict[str, Any]:
+        """Read-modify-write under the container's lock."""
+        with self.lock(cid):
+            st = self.state(cid)
+            st.update(changes)
+            self.save_state(cid, st)
+            return st
+
+    def names(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for cid in self.ids():
+            with contextlib.suppress(RrefError):
+                out[self.config(cid)["Name"].lstrip("/")] = cid
+        return out
+
+    def resolve(self, ref: str) -> str:
+        """Full id, unique id prefix, or name -> full id (docker's lookup order)."""
+        ids = self.ids()
+        if ref in ids:
+            return ref
+        by_name = self.names()
+        if ref.lstrip("/") in by_name:
+            return by_name[ref.lstrip("/")]
+        if len(ref) >= 1 and all(c in "0123456789abcdef" for c in ref):
+            matches = [i for i in ids if i.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise RrefError(f"multiple containers match prefix {ref}")
+        raise NotFound(f"No such container: {ref}")

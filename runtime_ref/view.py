@@ -1,0 +1,156 @@
+"""Read-only views: `ps`, `inspect` and `images`, shaped like docker's output."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import sys
+import time
+from typing import Any
+
+from . import containers
+from .errors import NotFound, RrefError
+from .images import ImageStore
+from .state import Store
+from .template import render
+
+
+def _parse_iso(ts: str) -> float:
+    if not ts or ts.startswith("0001"):
+        return 0.0
+    return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S"))
+
+
+def human_ago(ts: str) -> str:
+    secs = max(0, int(time.time() - _parse_iso(ts)))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if secs >= size:
+            n = secs // size
+            return f"{n} {unit}{'s' if n > 1 else ''}"
+    return "Less than a second" if secs < 1 else f"{secs} seconds"
+
+
+def status_text(st: dict[str, Any]) -> str:
+    s = st.get("Status")
+    if s == "running":
+        return f"Up {human_ago(st.get('StartedAt', ''))}"
+    if s == "paused":
+        return f"Up {human_ago(st.get('StartedAt', ''))} (Paused)"
+    if s == "exited":
+        return f"Exited ({st.get('ExitCode', 0)}) {human_ago(st.get('FinishedAt', ''))} ago"
+    return "Created"
+
+
+def ps(store: Store, all_: bool = False, quiet: bool = False, no_trunc: bool = False) -> None:
+    rows = []
+    for cid in store.ids():
+        try:
+            cfg = store.config(cid)
+            st = containers.status(store, cid)
+        except NotFound:
+            continue  # removed while we listed
+        except RrefError as e:
+            print(f"rref: {e}", file=sys.stderr)
+            continue
+        if not all_ and st.get("Status") not in ("running", "paused"):
+            continue
+        rows.append((cfg, st))
+    rows.sort(key=lambda r: r[0].get("Created", ""), reverse=True)
+    if quiet:
+        for cfg, _ in rows:
+            print(cfg["Id"] if no_trunc else cfg["Id"][:12])
+        return
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
+    for cfg, st in rows:
+        command = " ".join([cfg.get("Path", ""), *cfg.get("Args", [])])
+        if not no_trunc and len(command) > 20:
+            command = command[:19] + "…"
+        table.append((cfg["Id"] if no_trunc else cfg["Id"][:12], cfg.get("ImageRef", ""),
+                      f'"{command}"', f"{human_ago(cfg.get('Created', ''))} ago",
+                      status_text(st), "", cfg["Name"].lstrip("/")))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def container_view(store: Store, cid: str) -> dict[str, Any]:
+    cfg = store.config(cid)
+    st = containers.status(store, cid)
+    state = {k: st.get(k) for k in ("Status", "Running", "Paused", "OOMKilled", "Dead", "Pid",
+                                    "ExitCode", "Error", "StartedAt", "FinishedAt")}
+    state["Restarting"] = False
+    return {
+        "Id": cfg["Id"], "Created": cfg["Created"], "Path": cfg["Path"], "Args": cfg["Args"],
+        "State": state, "Image": cfg["Image"], "Name": cfg["Name"],
+        "ResolvConfPath": cfg["ResolvConfPath"], "HostnamePath": cfg["HostnamePath"],
+        "HostsPath": cfg["HostsPath"], "LogPath": cfg["LogPath"], "Driver": "overlay",
+        "HostConfig": cfg["HostConfig"], "GraphDriver": cfg["GraphDriver"],
+        "Mounts": cfg.get("Mounts", []), "Config": cfg["Config"],
+        "CgroupPaths": cfg.get("Cgroup", {}),
+    }
+
+
+def image_view(images: ImageStore, ref: str) -> dict[str, Any]:
+    img = images.resolve(ref)
+    cfg = img.config
+    return {"Id": img.id, "RepoTags": img.tags, "Created": cfg.get("created", ""),
+            "Architecture": cfg.get("architecture", ""), "Os": cfg.get("os", ""),
+            "Config": cfg.get("config", {}), "RootFS": {"Type": "layers",
+                                                        "Layers": cfg["rootfs"]["diff_ids"]},
+            "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(img.layer_dirs)}}}
+
+
+def inspect(store: Store, images: ImageStore, refs: list[str], fmt: str | None,
+            kind: str | None) -> int:
+    out: list[Any] = []
+    code = 0
+    for ref in refs:
+        try:
+            if kind != "image":
+                try:
+                    out.append(container_view(store, store.resolve(ref)))
+                    continue
+                except NotFound:
+                    if kind == "container":
+                        raise
+            out.append(image_view(images, ref))
+        except NotFound:
+            print(f"rref: No such object: {ref}", file=sys.stderr)
+            code = 1
+    if fmt:
+        for obj in out:
+            print(render(fmt, obj))
+    else:
+        print(json.dumps(out, indent=4))
+    return code
+
+
+def images(store: ImageStore, quiet: bool = False) -> None:
+    rows = []
+    for image_id in store.image_ids():
+        img = store.get(image_id)
+        size = sum(_du(d) for d in img.layer_dirs)
+        for tag in img.tags or ["<none>:<none>"]:
+            repo, _, t = tag.rpartition(":")
+            rows.append((repo, t, image_id[7:19], img.config.get("created", ""), size))
+    if quiet:
+        for r in dict.fromkeys(r[2] for r in rows):
+            print(r)
+        return
+    print(f"{'REPOSITORY':<24}{'TAG':<12}{'IMAGE ID':<15}{'CREATED':<22}SIZE")
+    for repo, tag, iid, created, size in rows:
+        print(f"{repo:<24}{tag:<12}{iid:<15}{human_ago(created) + ' ago':<22}"
+              f"{size / 1e6:.1f}MB")
+
+
+def _du(path: str) -> int:
+    import os
+
+    total, seen = 0, set()
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            st = os.lstat(os.path.join(dirpath, f))
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += st.st_size
+    return total

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Prepare this host for container-conformance: system packages (only when
+# missing), tracefs, and a .venv built from the system Python so that the
+# Debian bcc bindings stay importable. Idempotent; needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(python3-venv python3-bpfcc busybox-static runc iproute2 uidmap)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# tracefs for the probes (harmless when already mounted or unavailable).
+if [ -d /sys/kernel/tracing ] && [ ! -e /sys/kernel/tracing/events ]; then
+  mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+stamp=.venv/.installed
+if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
+echo "setup: ok ($(.venv/bin/python --version))"
