@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
-from typing import Any, NoReturn
 
 from .errors import RrefError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, NoReturn
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,17 +49,20 @@ def _signal(name: str) -> int:
 
 
 def _create_options(a: argparse.Namespace, auto_remove: bool = False) -> Any:
-    import shlex
-
     from .containers import CreateOptions
 
     if not a.image:
         raise UsageError("requires at least 1 argument: IMAGE [COMMAND] [ARG...]")
-    entry = None if a.entrypoint is None else (shlex.split(a.entrypoint) if a.entrypoint else [])
+    entry = None
+    if a.entrypoint is not None:
+        import shlex
+
+        entry = shlex.split(a.entrypoint) if a.entrypoint else []
     return CreateOptions(image=a.image, command=list(a.command), entrypoint=entry,
                          name=a.name, hostname=a.hostname, env=_env(a), workdir=a.workdir,
                          user=a.user, read_only=a.read_only, network=a.network,
-                         auto_remove=auto_remove, interactive=a.interactive)
+                         auto_remove=auto_remove, interactive=a.interactive,
+                         cap_add=a.cap_add, cap_drop=a.cap_drop)
 
 
 def _env(a: argparse.Namespace) -> list[str]:
@@ -70,18 +76,29 @@ def _env(a: argparse.Namespace) -> list[str]:
     return env
 
 
-def cmd_create(a: argparse.Namespace) -> int:
+def _create(a: argparse.Namespace, auto_remove: bool = False) -> str:
+    """docker run/create report every failure to create as a runtime error (125)."""
     from . import containers
+    from .errors import EXIT_FAILED, EXIT_RUNTIME
 
-    print(containers.create(_store(a), _images(a), _create_options(a)))
+    try:
+        return containers.create(_store(a), _images(a), _create_options(a, auto_remove))
+    except RrefError as e:
+        if e.code == EXIT_FAILED:
+            e.code = EXIT_RUNTIME
+        raise
+
+
+def cmd_create(a: argparse.Namespace) -> int:
+    print(_create(a))
     return 0
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from . import containers, lifecycle
+    from . import lifecycle
 
     store = _store(a)
-    cid = containers.create(store, _images(a), _create_options(a, auto_remove=a.rm))
+    cid = _create(a, auto_remove=a.rm)
     if a.detach:
         try:
             lifecycle.start(store, cid)
@@ -233,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--read-only", action="store_true")
         sp.add_argument("--network", "--net", default="none")
         sp.add_argument("-i", "--interactive", action="store_true")
+        sp.add_argument("--cap-add", action="append", default=[])
+        sp.add_argument("--cap-drop", action="append", default=[])
         sp.add_argument("image", nargs="?")
         sp.add_argument("command", nargs=argparse.REMAINDER)
 

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import secrets
-import shutil
 import signal
-from dataclasses import dataclass, field
-from typing import Any
 
 from . import procinfo
 from .cgroups import Cgroup
@@ -18,40 +13,61 @@ from .images import ImageStore
 from .spec import ANN_OVERLAY, ANN_USER, default_spec, merge_env
 from .state import Store, now_iso
 
-NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+NAME_PATTERN = r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
+HOSTNAME_PATTERN = r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _ADJ = ("brave", "calm", "eager", "fond", "keen", "lucid", "quiet", "sharp", "swift", "wise")
 _NOUN = ("curie", "darwin", "euler", "gauss", "hopper", "lovelace", "noether", "turing")
 
 
-@dataclass
 class CreateOptions:
-    image: str
-    command: list[str] = field(default_factory=list)
-    entrypoint: list[str] | None = None
-    name: str | None = None
-    hostname: str | None = None
-    env: list[str] = field(default_factory=list)
-    workdir: str | None = None
-    user: str | None = None
-    read_only: bool = False
-    network: str = "none"
-    auto_remove: bool = False
-    interactive: bool = False
+    """What `create`/`run` were asked for, before it is turned into a spec."""
+
+    def __init__(self, image: str, command: list[str] | None = None,
+                 entrypoint: list[str] | None = None, name: str | None = None,
+                 hostname: str | None = None, env: list[str] | None = None,
+                 workdir: str | None = None, user: str | None = None, read_only: bool = False,
+                 network: str = "none", auto_remove: bool = False,
+                 interactive: bool = False, cap_add: list[str] | None = None,
+                 cap_drop: list[str] | None = None) -> None:
+        self.image = image
+        self.command = list(command or [])
+        self.entrypoint = entrypoint
+        self.name = name
+        self.hostname = hostname
+        self.env = list(env or [])
+        self.workdir = workdir
+        self.user = user
+        self.read_only = read_only
+        self.network = network
+        self.auto_remove = auto_remove
+        self.interactive = interactive
+        self.cap_add = list(cap_add or [])
+        self.cap_drop = list(cap_drop or [])
 
 
 def _check_options(o: CreateOptions) -> None:
-    if o.name is not None and not NAME_RE.match(o.name):
+    if o.name is not None or o.hostname is not None:
+        import re
+    if o.name is not None and not re.match(NAME_PATTERN, o.name):
         raise UsageError(f"invalid container name ({o.name}): only [a-zA-Z0-9][a-zA-Z0-9_.-] "
                          "are allowed")
-    if o.hostname is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})",
-                                                   o.hostname):
+    if o.hostname is not None and not re.fullmatch(HOSTNAME_PATTERN, o.hostname):
         raise UsageError(f"invalid hostname {o.hostname!r}")
     if o.workdir is not None and not o.workdir.startswith("/"):
         raise UsageError(f"the working directory '{o.workdir}' is invalid, it needs to be an "
                          "absolute path")
     if o.network not in ("none", "host"):
         raise UsageError(f"invalid network mode {o.network!r}: this build supports none, host")
+    from . import caps
+
+    for c in [*o.cap_add, *o.cap_drop]:
+        if c.upper() != "ALL" and caps.normalize(c) not in caps.CAP_NUMBERS:
+            raise UsageError(f"unknown capability: {c!r}")
     for e in o.env:
         if not e or e.startswith("="):
             raise UsageError(f"invalid environment variable: {e!r}")
@@ -59,7 +75,8 @@ def _check_options(o: CreateOptions) -> None:
 
 def _random_name(taken: dict[str, str]) -> str:
     while True:
-        name = f"{secrets.choice(_ADJ)}_{secrets.choice(_NOUN)}_{secrets.token_hex(2)}"
+        r = os.urandom(4)
+        name = f"{_ADJ[r[0] % len(_ADJ)]}_{_NOUN[r[1] % len(_NOUN)]}_{r[2:].hex()}"
         if name not in taken:
             return name
 
@@ -128,6 +145,8 @@ def create(store: Store, images: ImageStore, o: CreateOptions) -> str:
                 "Dead": False, "Pid": 0, "PidStart": 0, "MonitorPid": 0, "MonitorStart": 0,
                 "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME})
         except BaseException:
+            import shutil
+
             shutil.rmtree(cdir, ignore_errors=True)
             raise
     return cid
@@ -163,6 +182,7 @@ def _build(store: Store, cid: str, cdir: str, name: str, image: Any, icfg: dict[
         spec["annotations"][ANN_USER] = user
     spec["annotations"][ANN_OVERLAY] = overlay
     spec["root"]["readonly"] = o.read_only
+    proc["capabilities"] = _capabilities(o.cap_add, o.cap_drop)
     spec["hostname"] = hostname
     if o.network == "host":
         spec["linux"]["namespaces"] = [ns for ns in spec["linux"]["namespaces"]
@@ -195,6 +215,39 @@ def _build(store: Store, cid: str, cdir: str, name: str, image: Any, icfg: dict[
         "LogPath": os.path.join(cdir, "container.log"),
         "Mounts": [],
     }
+
+
+def remove_tree(top: str) -> None:
+    """rm -rf without importing shutil on the `run --rm` path; never follows symlinks."""
+    stack = [top]
+    dirs: list[str] = []
+    while stack:
+        d = stack.pop()
+        dirs.append(d)
+        with os.scandir(d) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                else:
+                    os.unlink(e.path)
+    for d in reversed(dirs):
+        os.rmdir(d)
+
+
+def _capabilities(add: list[str], drop: list[str]) -> dict[str, list[str]]:
+    """docker's rule: start from the default set, drop first ("ALL" empties it), then add."""
+    from . import caps
+    from .spec import DEFAULT_CAPS
+
+    names = list(DEFAULT_CAPS)
+    if any(c.upper() == "ALL" for c in drop):
+        names = []
+    names = [c for c in names if c not in {caps.normalize(d) for d in drop}]
+    if any(c.upper() == "ALL" for c in add):
+        names = caps.CAP_NAMES[: caps.last_cap() + 1]
+    names += [caps.normalize(a) for a in add if a.upper() != "ALL"
+              and caps.normalize(a) not in names]
+    return {k: list(names) for k in ("bounding", "effective", "permitted")}
 
 
 def reconcile(store: Store, cid: str, st: dict[str, Any]) -> dict[str, Any]:
@@ -259,4 +312,4 @@ def remove(store: Store, cid: str, force: bool = False) -> None:
         left = release(store, cid, cfg)
         if left:
             raise RrefError(f"cannot remove container {cid[:12]}: cgroup busy: {left[0]}")
-        shutil.rmtree(store.path(cid), ignore_errors=False)
+        remove_tree(store.path(cid))

@@ -12,11 +12,16 @@ import json
 import os
 import signal
 import stat
-from typing import NoReturn
 
 from . import caps, netlo, rootfs, syscalls, users
 from .errors import EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_RUNTIME, RrefError
-from .spec import ANN_USER, DEFAULT_PATH, Spec, env_dict, namespace_types
+from .spec import ANN_USER, DEFAULT_PATH, env_dict, namespace_types
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from .spec import Spec
 
 
 def fail(err_fd: int, code: int, message: str) -> NoReturn:

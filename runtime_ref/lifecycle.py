@@ -8,12 +8,15 @@ import os
 import signal
 import sys
 import time
-from typing import Any
 
 from . import containers, monitor, process, procinfo
 from .errors import EXIT_FAILED, EXIT_RUNTIME, RrefError, UsageError
 from .spec import merge_env
 from .state import Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _require_startable(store: Store, cid: str) -> None:

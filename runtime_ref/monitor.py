@@ -15,11 +15,14 @@ import select
 import signal
 import sys
 import time
-from typing import Any
 
 from . import containers, process, procinfo
 from .errors import EXIT_RUNTIME, RrefError
 from .state import Store, now_iso
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH)

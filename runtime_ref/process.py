@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NoReturn
 
 from . import syscalls as sc
 from .errors import EXIT_RUNTIME, RrefError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import NoReturn
 
 NS_FLAGS = {
     "user": sc.CLONE_NEWUSER, "ipc": sc.CLONE_NEWIPC, "uts": sc.CLONE_NEWUTS,
@@ -28,10 +29,12 @@ NS_PROC = {"user": "user", "ipc": "ipc", "uts": "uts", "network": "net", "pid": 
            "cgroup": "cgroup", "mount": "mnt"}
 
 
-@dataclass
 class Started:
-    pid: int
-    error: dict[str, object] | None  # {"code", "message"} when the process never ran
+    """The started process's pid, or the error that kept it from running."""
+
+    def __init__(self, pid: int, error: dict[str, object] | None) -> None:
+        self.pid = pid
+        self.error = error  # {"code", "message"} when the process never ran
 
 
 def become_subreaper() -> None:
@@ -90,8 +93,11 @@ def spawn(stdio: tuple[int, int, int], cgroup_procs: list[str],
                                           "message": f"{e.strerror or e} "
                                                      f"{e.filename or ''}".strip()}).encode())
         except BaseException:
+            import sys  # a bug: report it rather than hang the caller
+
+            e = sys.exc_info()[1]
             _write_all(err_w, json.dumps({"code": EXIT_RUNTIME,
-                                          "message": traceback.format_exc(limit=3)}).encode())
+                                          "message": f"{type(e).__name__}: {e}"}).encode())
         os._exit(EXIT_RUNTIME)
     os.close(err_w)
     os.close(pid_w)

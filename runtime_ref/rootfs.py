@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
 
 from . import syscalls as sc
-from .spec import ANN_OVERLAY, Spec
+from .spec import ANN_OVERLAY
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .spec import Spec
 
 _FLAGS = {
     "ro": (sc.MS_RDONLY, True), "rw": (sc.MS_RDONLY, False),

@@ -8,9 +8,12 @@ both front ends share one core. rref-specific facts ride in `annotations`.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
-Spec = dict[str, Any]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    Spec: TypeAlias = dict[str, Any]
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -13,12 +13,14 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import time
-from collections.abc import Iterator
-from typing import Any
 
 from .errors import NotFound, RrefError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 DEFAULT_ROOT = "/var/lib/rref"
 
@@ -81,7 +83,7 @@ class Store:
 
     def new_id(self) -> str:
         while True:
-            cid = secrets.token_hex(32)
+            cid = os.urandom(32).hex()
             if not cid[:12].isdigit() and not os.path.exists(self.path(cid)):
                 return cid
 

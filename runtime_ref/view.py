@@ -6,13 +6,16 @@ import calendar
 import json
 import sys
 import time
-from typing import Any
 
 from . import containers
 from .errors import NotFound, RrefError
 from .images import ImageStore
 from .state import Store
 from .template import render
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _parse_iso(ts: str) -> float:

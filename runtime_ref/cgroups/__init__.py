@@ -10,17 +10,20 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
 class Hierarchy:
     """A mounted cgroup hierarchy: version, controllers it serves, and where."""
 
-    version: int
-    mountpoint: str
-    root: str  # the mount's root within the hierarchy (mountinfo field 4)
-    controllers: frozenset[str]
+    def __init__(self, version: int, mountpoint: str, root: str,
+                 controllers: frozenset[str]) -> None:
+        self.version = version
+        self.mountpoint = mountpoint
+        self.root = root  # the mount's root within the hierarchy (mountinfo field 4)
+        self.controllers = controllers
+
+    def __repr__(self) -> str:
+        return f"Hierarchy(v{self.version}, {self.mountpoint}, {sorted(self.controllers)})"
 
     @property
     def key(self) -> str:
@@ -62,10 +65,12 @@ def parse_proc_cgroup(text: str) -> dict[str, str]:
     return own
 
 
-@dataclass
 class Layout:
-    hierarchies: list[Hierarchy]
-    own: dict[str, str]
+    """The host's hierarchies and this process's own cgroup in each."""
+
+    def __init__(self, hierarchies: list[Hierarchy], own: dict[str, str]) -> None:
+        self.hierarchies = hierarchies
+        self.own = own
 
     @property
     def mode(self) -> str:
@@ -116,11 +121,11 @@ def _host_dir(h: Hierarchy, path: str) -> str:
     return os.path.normpath(os.path.join(h.mountpoint, rel))
 
 
-@dataclass
 class Cgroup:
     """A container's cgroup directories, by hierarchy key -> absolute host path."""
 
-    paths: dict[str, str] = field(default_factory=dict)
+    def __init__(self, paths: dict[str, str] | None = None) -> None:
+        self.paths: dict[str, str] = dict(paths or {})
 
     @classmethod
     def plan(cls, name: str, parent: str | None = None, layout: Layout | None = None) -> Cgroup:

@@ -1,0 +1,252 @@
+"""`conform`: the command-line front end of the conformance harness.
+
+Why this module exists: it is the one entry point (`conform = "conformance.cli:main"`) that
+people and CI type.  It only parses arguments and dispatches; the work lives in other modules
+(`conformance.hostinfo` for `doctor`).
+
+Adding a subcommand: write ``_add_<name>(subparsers)`` that creates the parser and sets
+``func=<handler>``, where the handler takes the parsed ``argparse.Namespace`` and returns an
+exit status; then append ``_add_<name>`` to ``SUBCOMMANDS``.
+
+Exit statuses: 0 success, 1 failure, 2 bad usage (one line on stderr, no traceback),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+PROG = "conform"
+
+
+class UsageError(Exception):
+    """Bad command-line usage; reported as one line on stderr with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises UsageError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(" ".join(message.split()))
+
+
+# --------------------------------------------------------------------------------------------
+# doctor
+# --------------------------------------------------------------------------------------------
+
+_MARKS = {True: "ok", False: "missing", None: "unknown"}
+
+
+def _add_doctor(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "doctor",
+        help="report what this host can do (kernel features, privileges, runtimes)",
+        description="Probe this host and report the kernel features, privileges and tools "
+        "that conformance tests depend on.",
+    )
+    p.add_argument("--json", action="store_true", help="print the facts as JSON")
+    p.set_defaults(func=cmd_doctor)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from conformance import hostinfo  # imported here to keep `conform --help` fast
+
+    info = hostinfo.get_host_info()
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2, sort_keys=False))
+    else:
+        print(render_doctor(info))
+    return 0
+
+
+Row = tuple[str, str, str]  # (mark, label, text)
+
+
+def _check_row(label: str, check: Any, ok_text: str | None = None) -> Row:
+    if check.error:
+        return ("error", label, f"{check.detail}: {check.error}" if check.detail else check.error)
+    text = check.detail
+    if check.ok and ok_text is not None:
+        text = ok_text
+    return (_MARKS[check.ok], label, text)
+
+
+def _doctor_sections(info: Any) -> list[tuple[str, list[Row]]]:
+    """The doctor report as (section, rows).  ``info`` is a hostinfo.HostInfo."""
+    k, priv, cg = info.kernel, info.privileges, info.cgroups
+    sections: list[tuple[str, list[Row]]] = []
+
+    rows: list[Row] = [
+        ("ok" if k.release else "error", "release", k.release or "unknown"),
+        ("info", "version", k.version),
+        ("info", "architecture", k.machine),
+        ("info", "kernel config", k.config_source or "not readable"),
+    ]
+    sections.append(("Kernel", rows))
+
+    rows = [
+        ("ok" if priv.is_root else "missing", "root", f"uid {priv.uid}, euid {priv.euid}"),
+    ]
+    if priv.cap_eff is None:
+        rows.append(("unknown", "capabilities", "CapEff not readable"))
+    elif priv.missing:
+        n = len(priv.effective)
+        rows.append(
+            ("missing", "capabilities", f"{n} effective; missing {', '.join(priv.missing)}")
+        )
+    else:
+        rows.append(("ok", "capabilities", f"all {len(priv.effective)} effective"))
+    sections.append(("Privileges", rows))
+
+    rows = [("ok" if cg.mode != "none" else "missing", "mode", cg.mode)]
+    for m in cg.mounts:
+        what = ",".join(m.controllers) or (f"name={m.name}" if m.name else "")
+        if m.version == 2:
+            what = " ".join(cg.v2_controllers) or "no controllers"
+        rows.append(("info", f"v{m.version} mount", f"{m.mount_point} ({what})"))
+    for ctrl, where in cg.controllers.items():
+        rows.append(("ok", ctrl, f"{where.version} at {where.mount_point}"))
+    for ctrl, enabled in cg.kernel_controllers.items():
+        if ctrl not in cg.controllers:
+            state = "not mounted" if enabled else "disabled"
+            rows.append(("missing", ctrl, f"{state} (in /proc/cgroups)"))
+    for key, path in cg.self_paths.items():
+        rows.append(("info", f"self {key}", path))
+    sections.append(("Cgroups", rows))
+
+    rows = []
+    for name, ns in info.namespaces.items():
+        rows.append(_check_row(name, ns.unshare))
+    u = info.userns
+    rows.append(("info", "max_user_namespaces", str(u.max_user_namespaces)))
+    for key, value in u.sysctls.items():
+        rows.append(("info", key, value))
+    rows.append(_check_row("unprivileged userns", u.unprivileged))
+    sections.append(("Namespaces", rows))
+
+    fs = info.filesystems
+    rows = [
+        ("ok" if fs.overlay_listed else "missing", "overlay listed", "/proc/filesystems"),
+        _check_row("overlay mount", fs.overlay_mount),
+        ("info", "idmapped mounts", fs.idmapped_mounts.detail),
+    ]
+    sections.append(("Filesystems", rows))
+
+    sec = info.security
+    mode = {0: "disabled", 1: "strict", 2: "filter"}.get(sec.seccomp_mode, str(sec.seccomp_mode))
+    rows = [
+        (
+            "ok" if sec.seccomp_field else "missing",
+            "seccomp",
+            f"supported (this process: {mode})" if sec.seccomp_field else "no Seccomp field",
+        ),
+        _check_row("seccomp filter", sec.seccomp_filter),
+        _check_row("python seccomp", sec.python_seccomp, "import seccomp works"),
+    ]
+    sections.append(("Security", rows))
+
+    b = info.bpf
+    rows = [
+        _check_row("bpf syscall", b.bpf_syscall),
+        _check_row("btf", b.btf),
+        _check_row("tracefs", b.tracefs),
+        _check_row("syscall tracepoints", b.syscall_tracepoints),
+        _check_row("kprobes", b.kprobes),
+        _check_row("kernel headers", b.kernel_headers),
+        _check_row("bcc", b.bcc, f"import bcc works ({b.bcc.detail})"),
+    ]
+    sections.append(("BPF", rows))
+
+    rows = []
+    for name, tool in info.tools.items():
+        if tool.path is None:
+            rows.append(("missing", name, "not on PATH"))
+        elif tool.error:
+            rows.append(("error", name, f"{tool.path}: {tool.error}"))
+        else:
+            rows.append(("ok", name, f"{tool.path}: {tool.version}"))
+        if tool.engine is not None:
+            rows.append(_check_row(f"{name} engine", tool.engine))
+    rows.append(("ok" if info.rref_path else "missing", "rref", info.rref_path or "not installed"))
+    sections.append(("Runtimes", rows))
+
+    if info.errors:
+        sections.append(("Probe errors", [("error", k, v) for k, v in info.errors.items()]))
+    return sections
+
+
+def render_doctor(info: Any) -> str:
+    """The human-readable doctor report: sections of aligned ``mark  label  text`` rows."""
+    from conformance.hostinfo import capability_tokens
+
+    sections = _doctor_sections(info)
+    width = max((len(label) for _, rows in sections for _, label, _ in rows), default=0)
+    mark_width = max(len(m) for m in ("ok", "missing", "error", "unknown", "info")) + 2
+    lines: list[str] = []
+    for title, rows in sections:
+        lines.append(title)
+        for mark, label, text in rows:
+            lines.append(f"  {'[' + mark + ']':<{mark_width}}  {label:<{width}}  {text}".rstrip())
+        lines.append("")
+    tokens = sorted(capability_tokens(info))
+    lines.append(f"Tokens ({len(tokens)})")
+    lines.extend(textwrap.wrap(" ".join(tokens), 98, initial_indent="  ", subsequent_indent="  "))
+    lines.append(f"(probed in {info.probe_seconds:.2f}s)")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Parser and entry point
+# --------------------------------------------------------------------------------------------
+
+#: One function per subcommand; each registers its parser on the subparsers action.
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_doctor]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Conformance harness for Linux container runtimes.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help / --version exit through argparse
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`conform doctor | head`): stop quietly, and point stdout at
+        # /dev/null so the interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # last resort: one line, no traceback
+        print(f"{PROG}: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

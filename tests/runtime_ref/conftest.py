@@ -1,0 +1,110 @@
+"""Fixtures that run the real `rref` binary against private state roots.
+
+Each xdist worker shares one state root (so busybox:latest is built once per
+worker); each test tracks the containers it makes and removes them, then
+proves that nothing it started is left on the host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+RREF = str(Path(sys.executable).with_name("rref"))
+
+if os.geteuid() != 0:  # pragma: no cover - the whole suite needs real namespaces
+    pytest.exit("the rref tests need root (namespaces, mounts, cgroups)", returncode=4)
+
+
+class Rref:
+    """Runs `rref --root ROOT ...` and remembers containers to clean up."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.created: list[str] = []
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 60,
+                 input: str | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([RREF, "--root", self.root, *args], capture_output=True,
+                              text=True, timeout=timeout, input=input,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"rref {' '.join(args)} exited {proc.returncode}: "
+                                 f"{proc.stderr.strip()}")
+        return proc
+
+    def name(self) -> str:
+        n = f"t-{uuid.uuid4().hex[:10]}"
+        self.created.append(n)
+        return n
+
+    def run_d(self, *args: str) -> str:
+        """`run -d` a named container; return its full id."""
+        n = self.name()
+        cid = self("run", "-d", "--name", n, *args).stdout.strip()
+        self.created.append(cid)
+        return cid
+
+    def out(self, *args: str) -> str:
+        return self(*args).stdout
+
+    def inspect(self, ref: str, fmt: str) -> str:
+        return self("inspect", "-f", fmt, ref).stdout.strip()
+
+    def pid(self, ref: str) -> int:
+        return int(self.inspect(ref, "{{.State.Pid}}"))
+
+    def cleanup(self) -> None:
+        for ref in self.created:
+            self("rm", "-f", ref, check=False)
+        self.created.clear()
+
+
+def leaks(cid: str) -> list[str]:
+    """Host resources that still carry this container's id."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        found += [f"mount: {line.split()[4]}" for line in f if cid in line]
+    for base in Path("/sys/fs/cgroup").iterdir():
+        if base.is_dir():
+            found += [f"cgroup: {p}" for p in base.rglob(f"rref-{cid}")]
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if cid.encode() in (proc / "cmdline").read_bytes():
+                    found.append(f"process: {proc.name}")
+            except OSError:
+                pass
+    return found
+
+
+@pytest.fixture(scope="session")
+def state_root() -> Iterator[str]:
+    root = tempfile.mkdtemp(prefix="rref-test-")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def rref(state_root: str) -> Iterator[Rref]:
+    r = Rref(state_root)
+    yield r
+    r.cleanup()
+
+
+@pytest.fixture
+def fresh_rref() -> Iterator[Rref]:
+    """An empty state root, for tests that list or count containers."""
+    root = tempfile.mkdtemp(prefix="rref-test-fresh-")
+    r = Rref(root)
+    yield r
+    r.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
