@@ -26,8 +26,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed
 if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  # compat mode: a plain path entry, no import hook on every `rref` start
+  .venv/bin/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
   touch "$stamp"
 fi
+# byte-compile once here: start-up time matters and PYTHONDONTWRITEBYTECODE may be set
+.venv/bin/python -m compileall -q runtime_ref conformance probes reports >/dev/null
 echo "setup: ok ($(.venv/bin/python --version))"

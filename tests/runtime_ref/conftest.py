@@ -73,9 +73,8 @@ def leaks(cid: str) -> list[str]:
     found = []
     with open("/proc/self/mountinfo") as f:
         found += [f"mount: {line.split()[4]}" for line in f if cid in line]
-    for base in Path("/sys/fs/cgroup").iterdir():
-        if base.is_dir():
-            found += [f"cgroup: {p}" for p in base.rglob(f"rref-{cid}")]
+    for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):  # tolerant of concurrent rmdir
+        found += [f"cgroup: {dirpath}/{d}" for d in dirnames if d == f"rref-{cid}"]
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:

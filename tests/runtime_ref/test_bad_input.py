@@ -1,0 +1,123 @@
+"""Bad input: one clear line, docker's exit code, and nothing else changed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from conftest import Rref
+
+
+def snapshot(root: str) -> dict[str, str]:
+    """Every file under the state root with a hash of its content."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if f == "lock" or f.endswith(".lock") or os.path.islink(p):
+                continue
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def one_line_error(p: object, code: int, needle: str) -> None:
+    assert p.returncode == code, (p.returncode, p.stderr)  # type: ignore[attr-defined]
+    err = p.stderr.strip()  # type: ignore[attr-defined]
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("rref: ") and needle in err, err
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def primed(fresh_rref: Rref) -> Rref:
+    """A fresh root with busybox built and one running container, to prove nothing moves."""
+    fresh_rref.run_d("busybox", "sleep", "60")
+    return fresh_rref
+
+
+CASES = [
+    (["run", "nosuchimage"], 125, "Unable to find image 'nosuchimage:latest'"),
+    (["run", "--network", "bogus", "busybox", "true"], 125, "invalid network mode"),
+    (["run", "-w", "relative/dir", "busybox", "true"], 125, "needs to be an absolute path"),
+    (["run", "--bogus-flag", "busybox", "true"], 125, "unrecognized arguments"),
+    (["run", "--name", "bad name!", "busybox", "true"], 125, "invalid container name"),
+    (["run", "--cap-add", "NOT_A_CAP", "busybox", "true"], 125, "unknown capability"),
+    (["run", "-e", "=x", "busybox", "true"], 125, "invalid environment variable"),
+    (["run", "--hostname=-bad-", "busybox", "true"], 125, "invalid hostname"),
+    (["run"], 125, "requires at least 1 argument"),
+    (["stop", "-t", "-1", "whatever"], 125, "invalid stop timeout"),
+    (["kill", "-s", "NOPE", "whatever"], 125, "invalid signal"),
+    (["inspect", "-f", "{{.NoSuchField}}", "busybox"], 125, "can't evaluate field"),
+    (["logs", "--tail", "many", "x"], 125, "invalid value for --tail"),
+    (["exec", "nosuchcontainer", "true"], 1, "No such container: nosuchcontainer"),
+    (["rm", "nosuchcontainer"], 1, "No such container: nosuchcontainer"),
+    (["inspect", "nosuchthing"], 1, "No such object: nosuchthing"),
+    ([], 125, "a command is required"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "needle"), CASES,
+                         ids=[" ".join(c[0]) or "no-command" for c in CASES])
+def test_bad_input_is_refused_cleanly(primed: Rref, args: list[str], code: int,
+                                      needle: str) -> None:
+    before = snapshot(primed.root)
+    one_line_error(primed(*args, check=False), code, needle)
+    assert snapshot(primed.root) == before
+
+
+def test_duplicate_name_is_refused(primed: Rref) -> None:
+    n = primed.name()
+    cid = primed.out("create", "--name", n, "busybox", "true").strip()
+    before = snapshot(primed.root)
+    one_line_error(primed("run", "--name", n, "busybox", "true", check=False), 125,
+                   f'The container name "/{n}" is already in use')
+    assert snapshot(primed.root) == before
+    assert primed.inspect(n, "{{.Id}}") == cid
+
+
+def test_missing_command_is_refused(primed: Rref) -> None:
+    # An image without Cmd or Entrypoint, made through rref's own store API: rref has
+    # no import verb yet, and busybox:latest carries Cmd ["sh"].
+    from runtime_ref.images import ImageStore
+
+    store = ImageStore(primed.root)
+    base = store.resolve("busybox")
+    store.add_image({**base.config, "config": {"Env": base.config["config"]["Env"]}},
+                    "nocmd:latest")
+    before = snapshot(primed.root)
+    one_line_error(primed("run", "nocmd", check=False), 125, "no command specified")
+    assert snapshot(primed.root) == before
+    assert primed("run", "--rm", "nocmd", "true", check=False).returncode == 0
+
+
+def test_corrupted_state_file(primed: Rref) -> None:
+    n = primed.name()
+    cid = primed.out("create", "--name", n, "busybox", "true").strip()
+    state = os.path.join(primed.root, "containers", cid, "state.json")
+    with open(state, "w") as f:
+        f.write('{"Status": "runn')  # a torn write from some other tool
+    before = snapshot(primed.root)
+    one_line_error(primed("inspect", cid, check=False), 1, "corrupted state file")
+    one_line_error(primed("start", cid, check=False), 1, "corrupted state file")
+    one_line_error(primed("rm", cid, check=False), 1, "corrupted state file")
+    ps = primed("ps", "-a", check=False)
+    assert ps.returncode == 0
+    assert "corrupted state file" in ps.stderr and len(ps.stdout.splitlines()) == 2
+    assert snapshot(primed.root) == before
+    primed("rm", "-f", cid)  # -f clears a record that cannot be read
+    assert not os.path.exists(os.path.dirname(state))
+    assert len(primed.out("ps", "-aq").split()) == 1
+
+
+def test_failed_start_leaves_no_cgroup(primed: Rref) -> None:
+    n = primed.name()
+    p = primed("run", "--name", n, "busybox", "/no/such/program", check=False)
+    one_line_error(p, 127, "/no/such/program")
+    cid = primed.inspect(n, "{{.Id}}")
+    assert primed.inspect(n, "{{.State.Status}}") == "exited"
+    assert primed.inspect(n, "{{.State.ExitCode}}") == "127"
+    from conftest import leaks
+
+    assert leaks(cid) == []
