@@ -30,13 +30,18 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
-def write_json(path: str, data: Any) -> None:
-    """Write-to-temp, fsync, rename: readers see the old or the new file, never half."""
+def write_json(path: str, data: Any, durable: bool = True) -> None:
+    """Write-to-temp, rename: readers see the old or the new file, never half.
+
+    `durable` adds an fsync before the rename so a power cut cannot leave an
+    empty file; runtime state skips it (it is reconciled against /proc anyway).
+    """
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -109,7 +114,7 @@ class Store:
         write_json(self.path(cid, "config.json"), data)
 
     def save_state(self, cid: str, data: dict[str, Any]) -> None:
-        write_json(self.path(cid, "state.json"), data)
+        write_json(self.path(cid, "state.json"), data, durable=False)
 
     def update_state(self, cid: str, **changes: Any) -> dict[str, Any]:
         """Read-modify-write under the container's lock."""
