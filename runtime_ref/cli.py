@@ -225,52 +225,40 @@ def cmd_images(a: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .state import DEFAULT_ROOT
+def _container_opts(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--name")
+    sp.add_argument("-h", "--hostname")
+    sp.add_argument("-e", "--env", action="append")
+    sp.add_argument("--env-file", action="append")
+    sp.add_argument("-w", "--workdir")
+    sp.add_argument("-u", "--user")
+    sp.add_argument("--entrypoint")
+    sp.add_argument("--read-only", action="store_true")
+    sp.add_argument("--network", "--net", default="none")
+    sp.add_argument("-i", "--interactive", action="store_true")
+    sp.add_argument("--cap-add", action="append", default=[])
+    sp.add_argument("--cap-drop", action="append", default=[])
+    sp.add_argument("image", nargs="?")
+    sp.add_argument("command", nargs=argparse.REMAINDER)
 
-    p = _Parser(prog="rref", description="rref: a small, correct, Docker-like runtime")
-    p.add_argument("--root", default=os.environ.get("RREF_ROOT", DEFAULT_ROOT),
-                   help="state root (default %(default)s, or $RREF_ROOT)")
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str
-            ) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_)
-        sp.set_defaults(func=fn)
-        return sp
+def _opts_create(sp: argparse.ArgumentParser) -> None:
+    _container_opts(sp)
 
-    def container_opts(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--name")
-        sp.add_argument("-h", "--hostname")
-        sp.add_argument("-e", "--env", action="append")
-        sp.add_argument("--env-file", action="append")
-        sp.add_argument("-w", "--workdir")
-        sp.add_argument("-u", "--user")
-        sp.add_argument("--entrypoint")
-        sp.add_argument("--read-only", action="store_true")
-        sp.add_argument("--network", "--net", default="none")
-        sp.add_argument("-i", "--interactive", action="store_true")
-        sp.add_argument("--cap-add", action="append", default=[])
-        sp.add_argument("--cap-drop", action="append", default=[])
-        sp.add_argument("image", nargs="?")
-        sp.add_argument("command", nargs=argparse.REMAINDER)
 
-    for name, fn, help_ in (("create", cmd_create, "create a container"),
-                            ("run", cmd_run, "create and start a container")):
-        sp = sub.add_parser(name, help=help_, add_help=False)
-        sp.add_argument("--help", action="help")
-        sp.set_defaults(func=fn)
-        if name == "run":
-            sp.add_argument("-d", "--detach", action="store_true")
-            sp.add_argument("--rm", action="store_true")
-        container_opts(sp)
+def _opts_run(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-d", "--detach", action="store_true")
+    sp.add_argument("--rm", action="store_true")
+    _container_opts(sp)
 
-    sp = add("start", cmd_start, "start stopped containers")
+
+def _opts_start(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-a", "--attach", action="store_true")
     sp.add_argument("-i", "--interactive", action="store_true")
     sp.add_argument("containers", nargs="+")
 
-    sp = add("exec", cmd_exec, "run a command in a running container")
+
+def _opts_exec(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-d", "--detach", action="store_true")
     sp.add_argument("-i", "--interactive", action="store_true")
     sp.add_argument("-e", "--env", action="append")
@@ -280,46 +268,105 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("container")
     sp.add_argument("command", nargs=argparse.REMAINDER)
 
-    sp = add("stop", cmd_stop, "stop containers: SIGTERM, then SIGKILL after a timeout")
+
+def _opts_stop(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-t", "--time", type=int, default=10)
     sp.add_argument("-s", "--signal", default="SIGTERM")
     sp.add_argument("containers", nargs="+")
 
-    sp = add("kill", cmd_kill, "send a signal to containers")
+
+def _opts_kill(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-s", "--signal", default="SIGKILL")
     sp.add_argument("containers", nargs="+")
 
-    sp = add("rm", cmd_rm, "remove containers")
+
+def _opts_rm(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-f", "--force", action="store_true")
     sp.add_argument("containers", nargs="+")
 
-    sp = add("wait", cmd_wait, "wait for containers to stop, print exit codes")
+
+def _opts_containers(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("containers", nargs="+")
 
-    sp = add("logs", cmd_logs, "print a container's stdout and stderr")
+
+def _opts_logs(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-f", "--follow", action="store_true")
     sp.add_argument("-t", "--timestamps", action="store_true")
     sp.add_argument("-n", "--tail")
     sp.add_argument("container")
 
-    sp = add("ps", cmd_ps, "list containers")
+
+def _opts_ps(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-a", "--all", action="store_true")
     sp.add_argument("-q", "--quiet", action="store_true")
     sp.add_argument("--no-trunc", action="store_true")
 
-    sp = add("inspect", cmd_inspect, "low-level information on containers or images")
+
+def _opts_inspect(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-f", "--format")
     sp.add_argument("--type", choices=["container", "image"])
     sp.add_argument("targets", nargs="+")
 
-    sp = add("images", cmd_images, "list images")
+
+def _opts_images(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-q", "--quiet", action="store_true")
+
+
+# name -> (handler, one-line help, argument set-up). `run`/`create` free -h for --hostname.
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
+                          Callable[[argparse.ArgumentParser], None]]] = {
+    "create": (cmd_create, "create a container", _opts_create),
+    "run": (cmd_run, "create and start a container", _opts_run),
+    "start": (cmd_start, "start stopped containers", _opts_start),
+    "exec": (cmd_exec, "run a command in a running container", _opts_exec),
+    "stop": (cmd_stop, "stop containers: SIGTERM, then SIGKILL after a timeout", _opts_stop),
+    "kill": (cmd_kill, "send a signal to containers", _opts_kill),
+    "rm": (cmd_rm, "remove containers", _opts_rm),
+    "wait": (cmd_wait, "wait for containers to stop, print exit codes", _opts_containers),
+    "logs": (cmd_logs, "print a container's stdout and stderr", _opts_logs),
+    "ps": (cmd_ps, "list containers", _opts_ps),
+    "inspect": (cmd_inspect, "low-level information on containers or images", _opts_inspect),
+    "images": (cmd_images, "list images", _opts_images),
+}
+_NO_DASH_H = ("create", "run")
+
+
+def _command_word(argv: list[str]) -> str | None:
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--root":
+            i += 2
+        elif argv[i].startswith("--root="):
+            i += 1
+        else:
+            return argv[i]
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (on the hot path) one with just the command being run."""
+    from .state import DEFAULT_ROOT
+
+    p = _Parser(prog="rref", description="rref: a small, correct, Docker-like runtime")
+    p.add_argument("--root", default=os.environ.get("RREF_ROOT", DEFAULT_ROOT),
+                   help="state root (default %(default)s, or $RREF_ROOT)")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
+    for name, (fn, help_, configure) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        sp = sub.add_parser(name, help=help_, add_help=name not in _NO_DASH_H)
+        if name in _NO_DASH_H:
+            sp.add_argument("--help", action="help")
+        sp.set_defaults(func=fn)
+        configure(sp)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        word = _command_word(argv)
+        args = build_parser(word if word in COMMANDS else None).parse_args(argv)
         if not getattr(args, "func", None):
             raise UsageError("rref: a command is required (see rref --help)")
         if os.geteuid() != 0:
@@ -334,5 +381,16 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
+def entry() -> NoReturn:
+    """Console-script entry: skip interpreter teardown, which `rref run` would pay for."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = code or 141
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -7,8 +7,6 @@ both front ends share one core. rref-specific facts ride in `annotations`.
 
 from __future__ import annotations
 
-import copy
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TypeAlias
@@ -81,7 +79,7 @@ def default_spec(args: list[str], rootfs: str) -> Spec:
         },
         "root": {"path": rootfs, "readonly": False},
         "hostname": "",
-        "mounts": copy.deepcopy(_DEFAULT_MOUNTS),
+        "mounts": [{**m, "options": list(m["options"])} for m in _DEFAULT_MOUNTS],
         "annotations": {},
         "linux": {
             "namespaces": [{"type": t} for t in NAMESPACES if t != "user"],

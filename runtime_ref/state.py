@@ -38,7 +38,7 @@ def write_json(path: str, data: Any, durable: bool = True) -> None:
     """
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
+        f.write(json.dumps(data))  # compact: the C encoder, not the indenting Python one
         if durable:
             f.flush()
             os.fsync(f.fileno())
