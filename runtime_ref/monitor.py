@@ -69,6 +69,7 @@ def supervise(store: Store, cid: str, foreground: bool, stdin_fd: int | None,
     err_r, err_w = os.pipe()
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     stdin = stdin_fd if stdin_fd is not None else null
+    log = LogWriter(cfg["LogPath"])  # exists before anyone hears "started"
     pending: list[int] = []
     target = {"pid": 0}
 
@@ -105,6 +106,7 @@ def supervise(store: Store, cid: str, foreground: bool, stdin_fd: int | None,
         _finish(store, cid, cfg, code, msg)
         os.close(out_r)
         os.close(err_r)
+        log.close()
         _notify(notify_fd, {"code": code, "message": msg})
         raise RrefError(msg, code)
     pid = started.pid
@@ -116,7 +118,7 @@ def supervise(store: Store, cid: str, foreground: bool, stdin_fd: int | None,
     _notify(notify_fd, {"pid": pid})
     for sig in pending:
         forward(sig, None)
-    code = _pump(pid, out_r, err_r, LogWriter(cfg["LogPath"]), foreground)
+    code = _pump(pid, out_r, err_r, log, foreground)
     _finish(store, cid, cfg, code, "")
     return code
 
