@@ -62,7 +62,9 @@ def _create_options(a: argparse.Namespace, auto_remove: bool = False) -> Any:
                          name=a.name, hostname=a.hostname, env=_env(a), workdir=a.workdir,
                          user=a.user, read_only=a.read_only, network=a.network,
                          auto_remove=auto_remove, interactive=a.interactive,
-                         cap_add=a.cap_add, cap_drop=a.cap_drop)
+                         cap_add=a.cap_add, cap_drop=a.cap_drop, uidmap=a.uidmap,
+                         gidmap=a.gidmap, userns_remap=a.userns_remap, volumes=a.volume,
+                         mounts=a.mount, tmpfs=a.tmpfs)
 
 
 def _env(a: argparse.Namespace) -> list[str]:
@@ -177,7 +179,8 @@ def cmd_kill(a: argparse.Namespace) -> int:
 def cmd_rm(a: argparse.Namespace) -> int:
     from . import containers
 
-    return _each(a, a.containers, lambda s, c: containers.remove(s, c, force=a.force))
+    return _each(a, a.containers,
+                 lambda s, c: containers.remove(s, c, force=a.force, volumes=a.volumes))
 
 
 def cmd_wait(a: argparse.Namespace) -> int:
@@ -203,6 +206,61 @@ def _int(v: str, flag: str) -> int:
         return int(v)
     except ValueError:
         raise UsageError(f"invalid value for {flag}: {v!r}") from None
+
+
+def cmd_volume(a: argparse.Namespace) -> int:
+    from . import volumes as vol
+
+    store, vs = _store(a), vol.VolumeStore(a.root)
+    if a.vcmd == "create":
+        labels = dict(lbl.partition("=")[::2] for lbl in a.label)
+        print(vs.create(a.name, labels)["Name"])
+    elif a.vcmd == "ls":
+        names = vs.names()
+        if a.quiet:
+            print("\n".join(names)) if names else None
+        else:
+            print("DRIVER    VOLUME NAME")
+            for n in names:
+                print(f"local     {n}")
+    elif a.vcmd == "inspect":
+        import json
+
+        code, out = 0, []
+        for n in a.names:
+            try:
+                out.append(vs.get(n))
+            except RrefError as e:
+                print(f"rref: {e}", file=sys.stderr)
+                code = 1
+        if a.format:
+            from .template import render
+
+            for v in out:
+                print(render(a.format, v))
+        else:
+            print(json.dumps(out, indent=4))
+        return code
+    elif a.vcmd == "rm":
+        code = 0
+        for n in a.names:
+            try:
+                vs.remove(n, vol.in_use(store, n))
+                print(n)
+            except RrefError as e:
+                print(f"rref: {e}", file=sys.stderr)
+                code = 1
+        return code
+    elif a.vcmd == "prune":
+        for n in vs.names():
+            if not a.all and not vs.get(n).get("Anonymous"):
+                continue
+            if not vol.in_use(store, n):
+                vs.remove(n, [])
+                print(f"Deleted Volume: {n}")
+    else:
+        raise UsageError("volume: a subcommand is required (create, ls, inspect, rm, prune)")
+    return 0
 
 
 def cmd_ps(a: argparse.Namespace) -> int:
@@ -238,6 +296,12 @@ def _container_opts(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-i", "--interactive", action="store_true")
     sp.add_argument("--cap-add", action="append", default=[])
     sp.add_argument("--cap-drop", action="append", default=[])
+    sp.add_argument("--uidmap", action="append", default=[])
+    sp.add_argument("--gidmap", action="append", default=[])
+    sp.add_argument("--userns-remap")
+    sp.add_argument("-v", "--volume", action="append", default=[])
+    sp.add_argument("--mount", action="append", default=[])
+    sp.add_argument("--tmpfs", action="append", default=[])
     sp.add_argument("image", nargs="?")
     sp.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -282,6 +346,7 @@ def _opts_kill(sp: argparse.ArgumentParser) -> None:
 
 def _opts_rm(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-f", "--force", action="store_true")
+    sp.add_argument("-v", "--volumes", action="store_true")
     sp.add_argument("containers", nargs="+")
 
 
@@ -308,6 +373,24 @@ def _opts_inspect(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("targets", nargs="+")
 
 
+def _opts_volume(sp: argparse.ArgumentParser) -> None:
+    vsub = sp.add_subparsers(dest="vcmd", metavar="SUBCOMMAND", parser_class=_Parser)
+    c = vsub.add_parser("create", help="create a volume")
+    c.add_argument("name", nargs="?")
+    c.add_argument("--label", action="append", default=[])
+    ls = vsub.add_parser("ls", help="list volumes")
+    ls.add_argument("-q", "--quiet", action="store_true")
+    i = vsub.add_parser("inspect", help="show volumes")
+    i.add_argument("-f", "--format")
+    i.add_argument("names", nargs="+")
+    r = vsub.add_parser("rm", help="remove volumes (refused while a container uses one)")
+    r.add_argument("-f", "--force", action="store_true")
+    r.add_argument("names", nargs="+")
+    p = vsub.add_parser("prune", help="remove unused anonymous volumes (-a: all unused)")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+
+
 def _opts_images(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-q", "--quiet", action="store_true")
 
@@ -327,6 +410,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
     "ps": (cmd_ps, "list containers", _opts_ps),
     "inspect": (cmd_inspect, "low-level information on containers or images", _opts_inspect),
     "images": (cmd_images, "list images", _opts_images),
+    "volume": (cmd_volume, "manage volumes: create, ls, inspect, rm, prune", _opts_volume),
 }
 _NO_DASH_H = ("create", "run")
 

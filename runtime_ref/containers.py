@@ -33,7 +33,10 @@ class CreateOptions:
                  workdir: str | None = None, user: str | None = None, read_only: bool = False,
                  network: str = "none", auto_remove: bool = False,
                  interactive: bool = False, cap_add: list[str] | None = None,
-                 cap_drop: list[str] | None = None) -> None:
+                 cap_drop: list[str] | None = None, uidmap: list[str] | None = None,
+                 gidmap: list[str] | None = None, userns_remap: str | None = None,
+                 volumes: list[str] | None = None, mounts: list[str] | None = None,
+                 tmpfs: list[str] | None = None) -> None:
         self.image = image
         self.command = list(command or [])
         self.entrypoint = entrypoint
@@ -48,6 +51,12 @@ class CreateOptions:
         self.interactive = interactive
         self.cap_add = list(cap_add or [])
         self.cap_drop = list(cap_drop or [])
+        self.uidmap = list(uidmap or [])
+        self.gidmap = list(gidmap or [])
+        self.userns_remap = userns_remap
+        self.volumes = list(volumes or [])
+        self.mounts = list(mounts or [])
+        self.tmpfs = list(tmpfs or [])
 
 
 def _check_options(o: CreateOptions) -> None:
@@ -71,6 +80,40 @@ def _check_options(o: CreateOptions) -> None:
     for e in o.env:
         if not e or e.startswith("="):
             raise UsageError(f"invalid environment variable: {e!r}")
+    _userns_maps(o)
+    _user_mounts(o)
+
+
+def _user_mounts(o: CreateOptions) -> list[dict[str, Any]]:
+    """-v, --mount and --tmpfs, parsed and checked (nothing is created here)."""
+    from . import volumes
+
+    mounts = ([volumes.parse_volume_flag(v) for v in o.volumes]
+              + [volumes.parse_mount_flag(m) for m in o.mounts]
+              + [volumes.parse_tmpfs_flag(t) for t in o.tmpfs])
+    volumes.check_duplicates(mounts)
+    return mounts
+
+
+def _userns_maps(o: CreateOptions) -> tuple[list[dict[str, int]], list[dict[str, int]]] | None:
+    """The id maps asked for by --userns-remap or --uidmap/--gidmap (None: no user ns)."""
+    from . import idmap
+
+    if o.userns_remap and (o.uidmap or o.gidmap):
+        raise UsageError("--userns-remap and --uidmap/--gidmap cannot be combined")
+    if o.userns_remap:
+        user = "rref" if o.userns_remap == "default" else o.userns_remap
+        return ([idmap.subordinate(user, "/etc/subuid")],
+                [idmap.subordinate(user, "/etc/subgid")])
+    if not o.uidmap and not o.gidmap:
+        return None
+    uidmap = [idmap.parse_map(m) for m in o.uidmap or o.gidmap]
+    gidmap = [idmap.parse_map(m) for m in o.gidmap or o.uidmap]
+    idmap.check_overlaps(uidmap, "--uidmap")
+    idmap.check_overlaps(gidmap, "--gidmap")
+    if idmap.to_host(0, uidmap) == idmap.OVERFLOW_ID:
+        raise UsageError("invalid --uidmap: container uid 0 must be mapped")
+    return uidmap, gidmap
 
 
 def _random_name(taken: dict[str, str]) -> str:
@@ -138,7 +181,7 @@ def create(store: Store, images: ImageStore, o: CreateOptions) -> str:
         cdir = store.path(cid)
         os.makedirs(cdir, mode=0o700)
         try:
-            cfg = _build(store, cid, cdir, name, image, icfg, args, entry, cmd, o)
+            cfg = _build(store, images, cid, cdir, name, image, icfg, args, entry, cmd, o)
             store.save_config(cid, cfg)
             store.save_state(cid, {
                 "Status": "created", "Running": False, "Paused": False, "OOMKilled": False,
@@ -152,7 +195,8 @@ def create(store: Store, images: ImageStore, o: CreateOptions) -> str:
     return cid
 
 
-def _build(store: Store, cid: str, cdir: str, name: str, image: Any, icfg: dict[str, Any],
+def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, image: Any,
+           icfg: dict[str, Any],
            args: list[str], entry: list[str], cmd: list[str], o: CreateOptions
            ) -> dict[str, Any]:
     hostname = o.hostname or cid[:12]
@@ -168,8 +212,14 @@ def _build(store: Store, cid: str, cdir: str, name: str, image: Any, icfg: dict[
            "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
            "ff02::2\tip6-allrouters\n")
     _write(os.path.join(cdir, "resolv.conf"), _host_resolv())
-    lower = [init_dir, *reversed(image.layer_dirs)]
     upper, work, merged = (os.path.join(cdir, d) for d in ("upper", "work", "merged"))
+    layer_dirs = image.layer_dirs
+    maps = _userns_maps(o)
+    if maps:
+        layer_dirs = images.remapped_layer_dirs(image, *maps)
+        _give_to_container_root(cdir, maps)
+        store.make_traversable(cid)
+    lower = [init_dir, *reversed(layer_dirs)]
     overlay = f"lowerdir={':'.join(lower)},upperdir={upper},workdir={work}"
 
     spec = default_spec(args, merged)
@@ -194,6 +244,16 @@ def _build(store: Store, cid: str, cdir: str, name: str, image: Any, icfg: dict[
         spec["mounts"].append({"destination": f"/etc/{f}", "type": "bind",
                                "source": os.path.join(cdir, f),
                                "options": ["rbind", "rprivate"]})
+    if maps:
+        spec["linux"]["namespaces"].append({"type": "user"})
+        spec["linux"]["uidMappings"], spec["linux"]["gidMappings"] = maps
+    user_mounts = _user_mounts(o)
+    if user_mounts:
+        from . import volumes
+        from .idmap import to_host
+
+        owner = (to_host(0, maps[0]), to_host(0, maps[1])) if maps else None
+        spec["mounts"] += volumes.realize(user_mounts, volumes.VolumeStore(store.root), owner)
     cgroup = Cgroup.plan(f"rref-{cid}")
     return {
         "Id": cid, "Name": "/" + name, "Created": now_iso(),
@@ -213,7 +273,7 @@ def _build(store: Store, cid: str, cdir: str, name: str, image: Any, icfg: dict[
         "HostsPath": os.path.join(cdir, "hosts"),
         "ResolvConfPath": os.path.join(cdir, "resolv.conf"),
         "LogPath": os.path.join(cdir, "container.log"),
-        "Mounts": [],
+        "Mounts": user_mounts,
     }
 
 
@@ -232,6 +292,20 @@ def remove_tree(top: str) -> None:
                     os.unlink(e.path)
     for d in reversed(dirs):
         os.rmdir(d)
+
+
+def _give_to_container_root(cdir: str, maps: tuple[list[dict[str, int]],
+                                                   list[dict[str, int]]]) -> None:
+    """The writable layer and per-container files belong to the mapped root."""
+    from .idmap import to_host
+
+    uid, gid = to_host(0, maps[0]), to_host(0, maps[1])
+    for name in ("upper", "work", "init", "hostname", "hosts", "resolv.conf"):
+        top = os.path.join(cdir, name)
+        os.lchown(top, uid, gid)
+        for dirpath, dirnames, filenames in os.walk(top):
+            for n in dirnames + filenames:
+                os.lchown(os.path.join(dirpath, n), uid, gid)
 
 
 def _capabilities(add: list[str], drop: list[str]) -> dict[str, list[str]]:
@@ -290,7 +364,8 @@ def release(store: Store, cid: str, cfg: dict[str, Any]) -> list[str]:
     return cg.remove()
 
 
-def remove(store: Store, cid: str, force: bool = False) -> None:
+def remove(store: Store, cid: str, force: bool = False, volumes: bool = False) -> None:
+    """Delete a container; `volumes` (rm -v, run --rm) also drops its anonymous volumes."""
     try:
         cfg = store.config(cid)
         st = status(store, cid)
@@ -313,3 +388,16 @@ def remove(store: Store, cid: str, force: bool = False) -> None:
         if left:
             raise RrefError(f"cannot remove container {cid[:12]}: cgroup busy: {left[0]}")
         remove_tree(store.path(cid))
+    if volumes or cfg.get("HostConfig", {}).get("AutoRemove"):
+        _remove_anonymous_volumes(store, cfg)
+
+
+def _remove_anonymous_volumes(store: Store, cfg: dict[str, Any]) -> None:
+    from . import volumes as vol
+
+    vs = vol.VolumeStore(store.root)
+    for m in cfg.get("Mounts", []):
+        if m.get("Type") == "volume" and m.get("Name"):
+            with contextlib.suppress(RrefError, OSError):
+                if vs.get(m["Name"]).get("Anonymous") and not vol.in_use(store, m["Name"]):
+                    vs.remove(m["Name"], [])

@@ -64,6 +64,31 @@ class ImageStore:
             raise RrefError(f"corrupted image index {self.repos_file}: {e}") from None
         return data if isinstance(data, dict) else {}
 
+    def remapped_layer_dirs(self, image: Image, uidmap: list[dict[str, int]],
+                            gidmap: list[dict[str, int]]) -> list[str]:
+        """The image's layers with owners shifted into a user-namespace map (cached)."""
+        from .idmap import map_key, remap_tree
+
+        base = os.path.join(self.root, "remapped", map_key(uidmap, gidmap))
+        out = []
+        for d in image.layer_dirs:
+            target = os.path.join(base, os.path.basename(os.path.dirname(d)), "diff")
+            if not os.path.isdir(target):
+                with self.lock():
+                    if not os.path.isdir(target):
+                        os.makedirs(os.path.dirname(target), exist_ok=True)
+                        tmp = f"{target}.tmp-{os.getpid()}"
+                        if os.path.exists(tmp):
+                            from .containers import remove_tree
+
+                            remove_tree(tmp)
+                        remap_tree(d, tmp, uidmap, gidmap)
+                        os.rename(tmp, target)
+            out.append(target)
+        for p in (self.root, os.path.join(self.root, "remapped"), base):
+            os.chmod(p, os.stat(p).st_mode | 0o011)
+        return out
+
     def layer_dir(self, diff_id: str) -> str:
         return os.path.join(self.layers, diff_id.removeprefix("sha256:"), "diff")
 

@@ -13,7 +13,7 @@ import os
 import signal
 import stat
 
-from . import caps, netlo, rootfs, syscalls, users
+from . import caps, netlo, process, rootfs, syscalls, users
 from .errors import EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_RUNTIME, RrefError
 from .spec import ANN_USER, DEFAULT_PATH, env_dict, namespace_types
 
@@ -72,9 +72,8 @@ def set_identity_and_caps(spec: Spec, user_override: str | None = None) -> dict[
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
     os.setgroups(extra)
     os.setresgid(gid, gid, gid)
-    if uid != 0:
-        # keep permitted caps across setuid only if any are asked for a non-root user
-        os.setresuid(uid, uid, uid)
+    # always: an exec that joined a user namespace is still the host's uid 0 until now
+    os.setresuid(uid, uid, uid)
     caps.apply(capset if uid == 0 else {k: v for k, v in capset.items()
                                         if k in ("bounding", "inheritable")})
     return {"HOME": home}
@@ -109,7 +108,7 @@ def exec_process(spec: Spec, err_fd: int, cwd: str, env: list[str],
         fail(err_fd, EXIT_CANNOT_EXEC, f'exec: "{args[0]}": {e.strerror}')
 
 
-def container_init(spec: Spec, err_fd: int) -> NoReturn:
+def container_init(spec: Spec, err_fd: int, go_fd: int = -1) -> NoReturn:
     """Pid 1 of the container: build its world from the spec, then exec.
 
     Everything it needs is imported at module load: after pivot_root the
@@ -125,6 +124,8 @@ def container_init(spec: Spec, err_fd: int) -> NoReturn:
             syscalls.sethostname(spec["hostname"])
         if "network" in types and not _has_ns_path(spec, "network"):
             netlo.link_up("lo")
+        if not process.wait_go(go_fd):
+            os._exit(EXIT_RUNTIME)  # the monitor gave up and says why
     except (OSError, rootfs.RootfsError) as e:
         fail(err_fd, EXIT_RUNTIME, f"container init: {e}")
     exec_process(spec, err_fd, cwd, proc.get("env", []))

@@ -67,7 +67,7 @@ def exec_in(store: Store, cid: str, args: list[str], env: list[str], workdir: st
     stdio = (0 if interactive else null, null if detach else 1, null if detach else 2)
     try:
         started = process.spawn(stdio, Cgroup(dict(cfg["Cgroup"])).procs_files(), prepare,
-                                lambda fd: exec_process(spec, fd, cwd, env_all, user))
+                                lambda fd, _go: exec_process(spec, fd, cwd, env_all, user))
     finally:
         for fd in ns_fds:
             os.close(fd)

@@ -85,11 +85,13 @@ def supervise(store: Store, cid: str, foreground: bool, stdin_fd: int | None,
             signal.signal(sig, forward)
     try:
         cg.create()
+        from . import launch
         from .init import container_init
 
-        started = process.spawn((stdin, out_w, err_w), cg.procs_files(),
-                                process.unshare_for(spec["linux"]["namespaces"]),
-                                lambda fd: container_init(spec, fd))
+        prepare, userns_setup, host_setup = launch.plan(spec)
+        started = process.spawn((stdin, out_w, err_w), cg.procs_files(), prepare,
+                                lambda fd, go: container_init(spec, fd, go),
+                                userns_setup=userns_setup, host_setup=host_setup)
     except OSError as e:
         started = process.Started(0, {"code": EXIT_RUNTIME,
                                       "message": f"cannot start container: {e}"})

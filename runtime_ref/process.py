@@ -8,8 +8,10 @@ real process becomes its child and its exit status reaches the caller intact.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 
 from . import syscalls as sc
 from .errors import EXIT_RUNTIME, RrefError
@@ -56,34 +58,53 @@ def _read_all(fd: int) -> bytes:
 
 
 def spawn(stdio: tuple[int, int, int], cgroup_procs: list[str],
-          prepare: Callable[[], None], body: Callable[[int], NoReturn]) -> Started:
-    """Run `prepare` (join cgroup/namespaces) in a child, then `body(err_fd)` in a grandchild.
+          prepare: Callable[[], None], body: Callable[[int, int], NoReturn],
+          userns_setup: Callable[[int], None] | None = None,
+          host_setup: Callable[[int], None] | None = None) -> Started:
+    """Run `prepare` (join cgroup/namespaces) in a child, then `body(err_fd, go_fd)` in a
+    grandchild.
 
-    `body` must exec or write a JSON error to err_fd and exit. Returns the
-    grandchild's pid once it has exec'd (err pipe closed empty) or failed.
+    `body` must exec or write a JSON error to err_fd and exit. With
+    `userns_setup`, the child first unshares a user namespace and waits while
+    the caller writes its id maps (`userns_setup(child_pid)`). With
+    `host_setup`, the caller configures the grandchild from the host side
+    (`host_setup(pid)`, e.g. a veth into its network namespace) and only then
+    writes the "go" byte that `body` reads from `go_fd` before it execs.
+    Returns the grandchild's pid once it has exec'd (err pipe closed empty) or failed.
     """
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
+    u_r, u_w = os.pipe2(os.O_CLOEXEC) if userns_setup else (-1, -1)
+    g1_r, g1_w = os.pipe2(os.O_CLOEXEC) if userns_setup else (-1, -1)
+    g2_r, g2_w = os.pipe2(os.O_CLOEXEC) if host_setup else (-1, -1)
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the forked child
         try:
-            os.close(err_r)
-            os.close(pid_r)
+            for fd in (err_r, pid_r, u_r, g1_w, g2_w):
+                if fd >= 0:
+                    os.close(fd)
             for target, fd in enumerate(stdio):
                 os.dup2(fd, target, inheritable=True)
             me = str(os.getpid())
             for procs in cgroup_procs:
                 with open(procs, "w") as f:
                     f.write(me)
+            if userns_setup:
+                sc.unshare(sc.CLONE_NEWUSER)
+                os.write(u_w, b"u")
+                if os.read(g1_r, 1) != b"g":
+                    os._exit(EXIT_RUNTIME)
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
             prepare()
             grandchild = os.fork()
             if grandchild == 0:
                 os.close(pid_w)
                 os.setsid()
-                keep = sorted({0, 1, 2, err_w})
+                keep = sorted({0, 1, 2, err_w, g2_r} - {-1})
                 for lo, hi in zip(keep, [*keep[1:], 65536], strict=True):
                     os.closerange(lo + 1, hi)
-                body(err_w)
+                body(err_w, g2_r)
             _write_all(pid_w, str(grandchild).encode())
             os._exit(0)
         except RrefError as e:
@@ -99,21 +120,51 @@ def spawn(stdio: tuple[int, int, int], cgroup_procs: list[str],
             _write_all(err_w, json.dumps({"code": EXIT_RUNTIME,
                                           "message": f"{type(e).__name__}: {e}"}).encode())
         os._exit(EXIT_RUNTIME)
-    os.close(err_w)
-    os.close(pid_w)
+    for fd in (err_w, pid_w, u_w, g1_r, g2_r):
+        if fd >= 0:
+            os.close(fd)
+    failure: dict[str, object] | None = None
+    if userns_setup:
+        if os.read(u_r, 1) == b"u":
+            try:
+                userns_setup(child)
+                os.write(g1_w, b"g")
+            except (OSError, RrefError) as e:
+                failure = {"code": EXIT_RUNTIME, "message": f"cannot set up user namespace: {e}"}
+        os.close(u_r)
+        os.close(g1_w)  # EOF releases (and, without "g", ends) a waiting child
     os.waitpid(child, 0)
     raw_pid = _read_all(pid_r)
     os.close(pid_r)
+    pid = int(raw_pid) if raw_pid else 0
+    if host_setup:
+        if pid and failure is None:
+            try:
+                host_setup(pid)
+                os.write(g2_w, b"g")
+            except (OSError, RrefError) as e:
+                failure = {"code": EXIT_RUNTIME, "message": str(e)}
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        os.close(g2_w)
     raw_err = _read_all(err_r)
     os.close(err_r)
-    pid = int(raw_pid) if raw_pid else 0
-    error = None
-    if raw_err:
+    error = failure
+    if raw_err and error is None:
         try:
             error = json.loads(raw_err)
         except ValueError:
             error = {"code": EXIT_RUNTIME, "message": raw_err.decode(errors="replace")}
     return Started(pid, error)
+
+
+def wait_go(go_fd: int) -> bool:
+    """In the grandchild: block until the caller's host-side set-up is done."""
+    if go_fd < 0:
+        return True
+    ok = os.read(go_fd, 1) == b"g"
+    os.close(go_fd)
+    return ok
 
 
 def unshare_for(namespaces: list[dict[str, str]]) -> Callable[[], None]:

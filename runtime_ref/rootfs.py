@@ -116,9 +116,11 @@ def mount_one(rootfs: str, m: dict[str, Any]) -> None:
     is_bind = bool(flags & sc.MS_BIND) or kind == "bind"
     if is_bind:
         source = m["source"]
-        if not os.path.exists(source):
-            raise RootfsError(f"bind source {source} does not exist")
-        _ensure_target(target, not os.path.isdir(source))
+        try:
+            src_is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+        except OSError as e:
+            raise RootfsError(f"bind source {source}: {e.strerror}") from None
+        _ensure_target(target, not src_is_dir)
         sc.mount(source, target, None, sc.MS_BIND | (flags & sc.MS_REC))
         if flags & ~(sc.MS_BIND | sc.MS_REC):
             if flags & sc.MS_RDONLY:
@@ -134,13 +136,19 @@ def mount_one(rootfs: str, m: dict[str, Any]) -> None:
 
 
 def make_devices(rootfs: str, spec: Spec) -> None:
+    """mknod the spec's devices; in a user namespace (no mknod there) bind the host's."""
     dev = secure_join(rootfs, "/dev")
+    userns = any(ns["type"] == "user" for ns in spec.get("linux", {}).get("namespaces", []))
     for d in spec.get("linux", {}).get("devices", []):
         path = secure_join(rootfs, d["path"])
         kind = stat.S_IFCHR if d.get("type", "c") == "c" else stat.S_IFBLK
         mode = d.get("fileMode", 0o666)
         if os.path.lexists(path):
             os.unlink(path)
+        if userns:
+            _ensure_target(path, True)
+            sc.mount(d["path"], path, None, sc.MS_BIND)
+            continue
         os.mknod(path, kind | mode, os.makedev(d["major"], d["minor"]))
         os.chmod(path, mode)
         os.chown(path, d.get("uid", 0), d.get("gid", 0))

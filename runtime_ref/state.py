@@ -70,6 +70,11 @@ class Store:
     def ensure(self) -> None:
         os.makedirs(self.cdir, mode=0o700, exist_ok=True)
 
+    def make_traversable(self, cid: str) -> None:
+        """A user-namespaced init must reach its files: search (not read) rights on the way."""
+        for d in (self.root, self.cdir, self.path(cid)):
+            os.chmod(d, os.stat(d).st_mode | 0o011)
+
     def names_lock(self) -> contextlib.AbstractContextManager[None]:
         self.ensure()
         return flock(os.path.join(self.root, "containers.lock"))
