@@ -26,6 +26,13 @@ def last_cap() -> int:
         return len(CAP_NAMES) - 1
 
 
+def available() -> list[str]:
+    """The capabilities this process may still grant: its bounding set (ALL means these)."""
+    with open("/proc/self/status") as f:
+        bnd = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    return [n for i, n in enumerate(CAP_NAMES[: last_cap() + 1]) if bnd & (1 << i)]
+
+
 def normalize(name: str) -> str:
     """`sys_admin`, `SYS_ADMIN` and `CAP_SYS_ADMIN` all name one capability."""
     up = name.strip().upper()

@@ -64,7 +64,11 @@ def _create_options(a: argparse.Namespace, auto_remove: bool = False) -> Any:
                          auto_remove=auto_remove, interactive=a.interactive,
                          cap_add=a.cap_add, cap_drop=a.cap_drop, uidmap=a.uidmap,
                          gidmap=a.gidmap, userns_remap=a.userns_remap, volumes=a.volume,
-                         mounts=a.mount, tmpfs=a.tmpfs)
+                         mounts=a.mount, tmpfs=a.tmpfs, privileged=a.privileged,
+                         security_opt=a.security_opt, publish=a.publish,
+                         resources={k: getattr(a, k) for k in _limit_flags()},
+                         bridge=os.environ.get("RREF_BRIDGE"),
+                         bridge_subnet=os.environ.get("RREF_BRIDGE_SUBNET"))
 
 
 def _env(a: argparse.Namespace) -> list[str]:
@@ -263,6 +267,84 @@ def cmd_volume(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events(a: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from . import events
+
+    since = events.parse_time(a.since) if a.since else None
+    until = events.parse_time(a.until) if a.until else None
+    filters = events.parse_filters(a.filter)
+    for ev in events.read(a.root, since, until, filters, follow=until is None or
+                          until > time.time()):
+        if a.format == "json" or a.format == "{{json .}}":
+            line = json.dumps(ev)
+        elif a.format:
+            from .template import render
+
+            line = render(a.format, ev)
+        else:
+            t = ev["timeNano"]
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 1_000_000_000))
+            attrs = ", ".join(f"{k}={v}" for k, v in sorted(ev["Actor"]["Attributes"].items()))
+            line = (f"{stamp}.{t % 1_000_000_000:09d}Z {ev['Type']} {ev['Action']} "
+                    f"{ev['id']} ({attrs})")
+        print(line, flush=True)
+    return 0
+
+
+def cmd_pause(a: argparse.Namespace) -> int:
+    from . import lifecycle
+
+    return _each(a, a.containers, lifecycle.pause)
+
+
+def cmd_unpause(a: argparse.Namespace) -> int:
+    from . import lifecycle
+
+    return _each(a, a.containers, lifecycle.unpause)
+
+
+def cmd_update(a: argparse.Namespace) -> int:
+    from . import lifecycle
+
+    flags = {k: getattr(a, k) for k in _limit_flags()}
+    return _each(a, a.containers, lambda s, c: lifecycle.update(s, c, flags))
+
+
+def cmd_stats(a: argparse.Namespace) -> int:
+    import json
+
+    from . import lifecycle
+
+    if not a.no_stream:
+        raise UsageError("stats: only --no-stream is supported")
+    store = _store(a)
+    rows = []
+    for ref in a.containers or store.ids():
+        cid = store.resolve(ref)
+        try:
+            s = lifecycle.stats(store, cid)
+        except RrefError:
+            if a.containers:
+                raise
+            continue
+        rows.append((cid, store.config(cid)["Name"].lstrip("/"), s))
+    if a.format == "json":
+        for cid, name, s in rows:
+            print(json.dumps({"ID": cid, "Name": name, **s}))
+        return 0
+    print(f"{'CONTAINER ID':<14}{'NAME':<22}{'CPU SEC':>10}{'MEM USAGE / LIMIT':>26}{'PIDS':>7}")
+    for cid, name, s in rows:
+        mem, lim = s["memory"].get("usage") or 0, s["memory"].get("limit")
+        lim_s = "unlimited" if lim is None else f"{lim / 2**20:.1f}MiB"
+        cpu = (s["cpu"].get("usage_ns") or 0) / 1e9
+        print(f"{cid[:12]:<14}{name[:21]:<22}{cpu:>10.2f}"
+              f"{f'{mem / 2**20:.1f}MiB / {lim_s}':>26}{s['pids'].get('current') or 0:>7}")
+    return 0
+
+
 def cmd_ps(a: argparse.Namespace) -> int:
     from . import view
 
@@ -281,6 +363,28 @@ def cmd_images(a: argparse.Namespace) -> int:
 
     view.images(_images(a), quiet=a.quiet)
     return 0
+
+
+def _limit_flags() -> tuple[str, ...]:
+    from .limits import FLAGS
+
+    return FLAGS
+
+
+def _limit_opts(sp: argparse.ArgumentParser) -> None:
+    """docker's resource flags; shared by run/create and update."""
+    sp.add_argument("-m", "--memory")
+    sp.add_argument("--memory-swap")
+    sp.add_argument("--memory-reservation")
+    sp.add_argument("--cpus")
+    sp.add_argument("--cpu-period")
+    sp.add_argument("--cpu-quota")
+    sp.add_argument("-c", "--cpu-shares")
+    sp.add_argument("--cpuset-cpus")
+    sp.add_argument("--cpuset-mems")
+    sp.add_argument("--pids-limit")
+    sp.add_argument("--blkio-weight")
+    sp.add_argument("--oom-kill-disable", action="store_true", default=None)
 
 
 def _container_opts(sp: argparse.ArgumentParser) -> None:
@@ -302,6 +406,10 @@ def _container_opts(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-v", "--volume", action="append", default=[])
     sp.add_argument("--mount", action="append", default=[])
     sp.add_argument("--tmpfs", action="append", default=[])
+    sp.add_argument("--privileged", action="store_true")
+    sp.add_argument("--security-opt", action="append", default=[])
+    sp.add_argument("-p", "--publish", action="append", default=[])
+    _limit_opts(sp)
     sp.add_argument("image", nargs="?")
     sp.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -391,6 +499,24 @@ def _opts_volume(sp: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true")
 
 
+def _opts_events(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--since")
+    sp.add_argument("--until")
+    sp.add_argument("-f", "--filter", action="append", default=[])
+    sp.add_argument("--format")
+
+
+def _opts_update(sp: argparse.ArgumentParser) -> None:
+    _limit_opts(sp)
+    sp.add_argument("containers", nargs="+")
+
+
+def _opts_stats(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--no-stream", action="store_true")
+    sp.add_argument("--format")
+    sp.add_argument("containers", nargs="*")
+
+
 def _opts_images(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-q", "--quiet", action="store_true")
 
@@ -410,6 +536,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
     "ps": (cmd_ps, "list containers", _opts_ps),
     "inspect": (cmd_inspect, "low-level information on containers or images", _opts_inspect),
     "images": (cmd_images, "list images", _opts_images),
+    "pause": (cmd_pause, "freeze every process of containers", _opts_containers),
+    "unpause": (cmd_unpause, "thaw paused containers", _opts_containers),
+    "update": (cmd_update, "change resource limits of containers", _opts_update),
+    "stats": (cmd_stats, "resource usage of running containers", _opts_stats),
+    "events": (cmd_events, "show container events (follows until --until)", _opts_events),
     "volume": (cmd_volume, "manage volumes: create, ls, inspect, rm, prune", _opts_volume),
 }
 _NO_DASH_H = ("create", "run")

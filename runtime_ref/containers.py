@@ -6,7 +6,7 @@ import contextlib
 import os
 import signal
 
-from . import procinfo
+from . import events, procinfo
 from .cgroups import Cgroup
 from .errors import EXIT_RUNTIME, RrefError, UsageError
 from .images import ImageStore
@@ -36,7 +36,11 @@ class CreateOptions:
                  cap_drop: list[str] | None = None, uidmap: list[str] | None = None,
                  gidmap: list[str] | None = None, userns_remap: str | None = None,
                  volumes: list[str] | None = None, mounts: list[str] | None = None,
-                 tmpfs: list[str] | None = None) -> None:
+                 tmpfs: list[str] | None = None, privileged: bool = False,
+                 security_opt: list[str] | None = None,
+                 resources: dict[str, str | bool | None] | None = None,
+                 publish: list[str] | None = None, bridge: str | None = None,
+                 bridge_subnet: str | None = None) -> None:
         self.image = image
         self.command = list(command or [])
         self.entrypoint = entrypoint
@@ -57,6 +61,12 @@ class CreateOptions:
         self.volumes = list(volumes or [])
         self.mounts = list(mounts or [])
         self.tmpfs = list(tmpfs or [])
+        self.privileged = privileged
+        self.security_opt = list(security_opt or [])
+        self.resources = dict(resources or {})  # docker flag name -> CLI string
+        self.publish = list(publish or [])
+        self.bridge = bridge
+        self.bridge_subnet = bridge_subnet
 
 
 def _check_options(o: CreateOptions) -> None:
@@ -70,8 +80,11 @@ def _check_options(o: CreateOptions) -> None:
     if o.workdir is not None and not o.workdir.startswith("/"):
         raise UsageError(f"the working directory '{o.workdir}' is invalid, it needs to be an "
                          "absolute path")
-    if o.network not in ("none", "host"):
-        raise UsageError(f"invalid network mode {o.network!r}: this build supports none, host")
+    if o.network not in ("none", "host", "bridge"):
+        raise UsageError(f"invalid network mode {o.network!r}: use none, host or bridge")
+    if o.publish and o.network != "bridge":
+        raise UsageError("publishing ports needs --network bridge")
+    _port_bindings(o)
     from . import caps
 
     for c in [*o.cap_add, *o.cap_drop]:
@@ -82,6 +95,58 @@ def _check_options(o: CreateOptions) -> None:
             raise UsageError(f"invalid environment variable: {e!r}")
     _userns_maps(o)
     _user_mounts(o)
+    _security(o)
+    _resources(o)
+
+
+def _port_bindings(o: CreateOptions) -> dict[str, list[dict[str, str]]]:
+    """-p flags in docker's HostConfig.PortBindings shape (loopback host addresses only)."""
+    if not o.publish:
+        return {}
+    from .portproxy import parse_publish
+
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in o.publish:
+        host_ip, host_port, ctr_port, proto = parse_publish(p)
+        out.setdefault(f"{ctr_port}/{proto}", []).append(
+            {"HostIp": host_ip, "HostPort": str(host_port) if host_port else ""})
+    return out
+
+
+def _resources(o: CreateOptions) -> dict[str, Any]:
+    """OCI linux.resources from the flags, checked against the host before anything exists."""
+    from . import limits
+    from .cgroups import CgroupError, validate
+
+    res = limits.build(o.resources)
+    try:
+        validate(res)
+    except CgroupError as e:
+        raise UsageError(str(e)) from None
+    return res
+
+
+def _security(o: CreateOptions) -> dict[str, Any]:
+    """--security-opt: no-new-privileges[=bool], seccomp=unconfined|PROFILE.json."""
+    out: dict[str, Any] = {"no_new_privs": False, "seccomp": "default"}
+    for opt in o.security_opt:
+        key, sep, value = opt.replace(":", "=", 1).partition("=")
+        if key == "no-new-privileges":
+            if value not in ("", "true", "false"):
+                raise UsageError(f"invalid --security-opt {opt!r}: no-new-privileges takes "
+                                 "true or false")
+            out["no_new_privs"] = value != "false"
+        elif key == "seccomp" and sep and value:
+            if value != "unconfined" and not os.path.isfile(value):
+                raise UsageError(f"opening seccomp profile ({value}) failed: no such file")
+            out["seccomp"] = value
+        elif key in ("apparmor", "label") and sep:
+            out[key] = value  # no LSM is enforced by rref; accepted like docker on such hosts
+        else:
+            raise UsageError(f"invalid --security-opt: {opt!r}")
+    if o.privileged:
+        out["seccomp"] = "unconfined"
+    return out
 
 
 def _user_mounts(o: CreateOptions) -> list[dict[str, Any]]:
@@ -192,7 +257,12 @@ def create(store: Store, images: ImageStore, o: CreateOptions) -> str:
 
             shutil.rmtree(cdir, ignore_errors=True)
             raise
+    events.emit(store.root, "create", cid, event_attrs(cfg))
     return cid
+
+
+def event_attrs(cfg: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"image": cfg.get("ImageRef", ""), "name": cfg.get("Name", "").lstrip("/"), **extra}
 
 
 def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, image: Any,
@@ -232,7 +302,17 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
         spec["annotations"][ANN_USER] = user
     spec["annotations"][ANN_OVERLAY] = overlay
     spec["root"]["readonly"] = o.read_only
-    proc["capabilities"] = _capabilities(o.cap_add, o.cap_drop)
+    proc["capabilities"] = _capabilities(["ALL"] if o.privileged else o.cap_add, o.cap_drop)
+    security = _security(o)
+    proc["noNewPrivileges"] = security["no_new_privs"]
+    if security["seccomp"] != "unconfined":
+        from .seccomp import profile_for
+
+        spec["linux"]["seccomp"] = profile_for(security["seccomp"],
+                                               proc["capabilities"]["bounding"])
+    spec["linux"]["resources"].update(_resources(o))
+    if o.privileged:
+        _make_privileged(spec)
     spec["hostname"] = hostname
     if o.network == "host":
         spec["linux"]["namespaces"] = [ns for ns in spec["linux"]["namespaces"]
@@ -263,7 +343,11 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
                    "Entrypoint": entry or None, "WorkingDir": proc["cwd"], "User": user,
                    "Image": o.image, "OpenStdin": o.interactive, "Tty": False},
         "HostConfig": {"AutoRemove": o.auto_remove, "ReadonlyRootfs": o.read_only,
-                       "NetworkMode": o.network},
+                       "NetworkMode": o.network, "Privileged": o.privileged,
+                       "SecurityOpt": o.security_opt, "CapAdd": o.cap_add,
+                       "CapDrop": o.cap_drop, "PortBindings": _port_bindings(o),
+                       **host_config_resources(spec)},
+        "Bridge": _bridge_of(o) if o.network == "bridge" else None,
         "Spec": spec,
         "Cgroup": cgroup.paths,
         "GraphDriver": {"Name": "overlay", "Data": {
@@ -294,6 +378,53 @@ def remove_tree(top: str) -> None:
         os.rmdir(d)
 
 
+def host_config_resources(spec: dict[str, Any]) -> dict[str, Any]:
+    """docker's HostConfig resource fields, derived from the spec (0 = not set)."""
+    res = spec["linux"].get("resources", {})
+    mem, cpu = res.get("memory", {}), res.get("cpu", {})
+    return {"Memory": mem.get("limit", 0), "MemorySwap": mem.get("swap", 0),
+            "MemoryReservation": mem.get("reservation", 0),
+            "OomKillDisable": bool(mem.get("disableOOMKiller", False)),
+            "CpuShares": cpu.get("shares", 0), "CpuPeriod": cpu.get("period", 0),
+            "CpuQuota": cpu.get("quota", 0), "CpusetCpus": cpu.get("cpus", ""),
+            "CpusetMems": cpu.get("mems", ""),
+            "PidsLimit": res.get("pids", {}).get("limit", 0),
+            "BlkioWeight": res.get("blockIO", {}).get("weight", 0)}
+
+
+def _bridge_of(o: CreateOptions) -> dict[str, str]:
+    from .network import DEFAULT_BRIDGE, DEFAULT_SUBNET
+
+    return {"Name": o.bridge or DEFAULT_BRIDGE, "Subnet": o.bridge_subnet or DEFAULT_SUBNET}
+
+
+def _make_privileged(spec: dict[str, Any]) -> None:
+    """docker --privileged: no masks, /sys writable, every host device, devices cgroup open."""
+    import stat as st
+
+    linux = spec["linux"]
+    linux["maskedPaths"], linux["readonlyPaths"] = [], []
+    for m in spec["mounts"]:
+        if m["destination"] == "/sys":
+            m["options"] = [x for x in m["options"] if x != "ro"]
+    known = {d["path"] for d in linux["devices"]}
+    for dirpath, dirnames, filenames in os.walk("/dev"):
+        dirnames[:] = [d for d in dirnames if d not in ("pts", "shm", "mqueue", "fd")]
+        for f in filenames:
+            path = os.path.join(dirpath, f)
+            try:
+                s = os.lstat(path)
+            except OSError:
+                continue
+            if (st.S_ISCHR(s.st_mode) or st.S_ISBLK(s.st_mode)) and path not in known:
+                linux["devices"].append({
+                    "path": path, "type": "c" if st.S_ISCHR(s.st_mode) else "b",
+                    "major": os.major(s.st_rdev), "minor": os.minor(s.st_rdev),
+                    "fileMode": st.S_IMODE(s.st_mode), "uid": s.st_uid, "gid": s.st_gid})
+    linux["resources"]["devices"] = [{"allow": True, "type": "a", "major": None,
+                                      "minor": None, "access": "rwm"}]
+
+
 def _give_to_container_root(cdir: str, maps: tuple[list[dict[str, int]],
                                                    list[dict[str, int]]]) -> None:
     """The writable layer and per-container files belong to the mapped root."""
@@ -318,7 +449,7 @@ def _capabilities(add: list[str], drop: list[str]) -> dict[str, list[str]]:
         names = []
     names = [c for c in names if c not in {caps.normalize(d) for d in drop}]
     if any(c.upper() == "ALL" for c in add):
-        names = caps.CAP_NAMES[: caps.last_cap() + 1]
+        names = caps.available()
     names += [caps.normalize(a) for a in add if a.upper() != "ALL"
               and caps.normalize(a) not in names]
     return {k: list(names) for k in ("bounding", "effective", "permitted")}
@@ -358,9 +489,14 @@ def kill_cgroup(cg: Cgroup) -> None:
 
 
 def release(store: Store, cid: str, cfg: dict[str, Any]) -> list[str]:
-    """Free host resources of a stopped container (its cgroups); return what is left."""
+    """Free host resources of a stopped container (cgroups, veth, address); return leftovers."""
     cg = Cgroup(dict(cfg.get("Cgroup", {})))
     kill_cgroup(cg)
+    if cfg.get("Bridge"):
+        from . import network
+
+        network.detach(cid, network.Bridge(cfg["Bridge"]["Name"], cfg["Bridge"]["Subnet"]),
+                       store.root)
     return cg.remove()
 
 
@@ -388,6 +524,7 @@ def remove(store: Store, cid: str, force: bool = False, volumes: bool = False) -
         if left:
             raise RrefError(f"cannot remove container {cid[:12]}: cgroup busy: {left[0]}")
         remove_tree(store.path(cid))
+    events.emit(store.root, "destroy", cid, event_attrs(cfg))
     if volumes or cfg.get("HostConfig", {}).get("AutoRemove"):
         _remove_anonymous_volumes(store, cfg)
 

@@ -13,7 +13,7 @@ import os
 import signal
 import stat
 
-from . import caps, netlo, process, rootfs, syscalls, users
+from . import caps, netlo, process, rootfs, seccomp_bpf, syscalls, users
 from .errors import EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_RUNTIME, RrefError
 from .spec import ANN_USER, DEFAULT_PATH, env_dict, namespace_types
 
@@ -55,8 +55,13 @@ def find_executable(name: str, path: str) -> tuple[str | None, int]:
     return None, EXIT_CANNOT_EXEC if denied else EXIT_NOT_FOUND
 
 
-def set_identity_and_caps(spec: Spec, user_override: str | None = None) -> dict[str, str]:
-    """Switch to the process user and capability sets; return env additions (HOME)."""
+def set_identity_and_caps(spec: Spec, user_override: str | None = None,
+                          seccomp_prog: bytes | None = None) -> dict[str, str]:
+    """Switch to the process user and capability sets; return env additions (HOME).
+
+    The seccomp filter goes in while CAP_SYS_ADMIN is still held unless
+    no_new_privs is asked for, in which case it is the very last step (as runc).
+    """
     proc = spec["process"]
     user = proc.get("user", {})
     uid, gid = user.get("uid", 0), user.get("gid", 0)
@@ -67,8 +72,11 @@ def set_identity_and_caps(spec: Spec, user_override: str | None = None) -> dict[
         uid, gid, found, home = users.resolve(wanted)
         extra = sorted(set(extra) | set(found))
     capset = proc.get("capabilities", {})
+    nnp = bool(proc.get("noNewPrivileges"))
+    if seccomp_prog and not nnp:
+        seccomp_bpf.load(seccomp_prog, no_new_privs=False)
     caps.drop_bounding(caps.mask(capset.get("bounding", [])))
-    if proc.get("noNewPrivileges"):
+    if nnp:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
     os.setgroups(extra)
     os.setresgid(gid, gid, gid)
@@ -76,15 +84,18 @@ def set_identity_and_caps(spec: Spec, user_override: str | None = None) -> dict[
     os.setresuid(uid, uid, uid)
     caps.apply(capset if uid == 0 else {k: v for k, v in capset.items()
                                         if k in ("bounding", "inheritable")})
+    if seccomp_prog and nnp:
+        seccomp_bpf.load(seccomp_prog, no_new_privs=True)
     return {"HOME": home}
 
 
 def exec_process(spec: Spec, err_fd: int, cwd: str, env: list[str],
-                 user_override: str | None = None) -> NoReturn:
-    """Common tail of init and exec: identity, capabilities, cwd, execve."""
+                 user_override: str | None = None, seccomp_prog: bytes | None = None
+                 ) -> NoReturn:
+    """Common tail of init and exec: identity, capabilities, seccomp, cwd, execve."""
     args = spec["process"]["args"]
     try:
-        extra_env = set_identity_and_caps(spec, user_override)
+        extra_env = set_identity_and_caps(spec, user_override, seccomp_prog)
     except RrefError as e:
         fail(err_fd, EXIT_RUNTIME, str(e))
     except OSError as e:
@@ -108,7 +119,8 @@ def exec_process(spec: Spec, err_fd: int, cwd: str, env: list[str],
         fail(err_fd, EXIT_CANNOT_EXEC, f'exec: "{args[0]}": {e.strerror}')
 
 
-def container_init(spec: Spec, err_fd: int, go_fd: int = -1) -> NoReturn:
+def container_init(spec: Spec, err_fd: int, go_fd: int = -1,
+                   seccomp_prog: bytes | None = None) -> NoReturn:
     """Pid 1 of the container: build its world from the spec, then exec.
 
     Everything it needs is imported at module load: after pivot_root the
@@ -128,7 +140,7 @@ def container_init(spec: Spec, err_fd: int, go_fd: int = -1) -> NoReturn:
             os._exit(EXIT_RUNTIME)  # the monitor gave up and says why
     except (OSError, rootfs.RootfsError) as e:
         fail(err_fd, EXIT_RUNTIME, f"container init: {e}")
-    exec_process(spec, err_fd, cwd, proc.get("env", []))
+    exec_process(spec, err_fd, cwd, proc.get("env", []), seccomp_prog=seccomp_prog)
 
 
 def _has_ns_path(spec: Spec, kind: str) -> bool:

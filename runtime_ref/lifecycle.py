@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from . import containers, monitor, process, procinfo
+from . import containers, events, monitor, process, procinfo
 from .errors import EXIT_FAILED, EXIT_RUNTIME, RrefError, UsageError
 from .spec import merge_env
 from .state import Store
@@ -66,8 +66,10 @@ def exec_in(store: Store, cid: str, args: list[str], env: list[str], workdir: st
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     stdio = (0 if interactive else null, null if detach else 1, null if detach else 2)
     try:
+        prog = monitor.seccomp_program(store, spec)
         started = process.spawn(stdio, Cgroup(dict(cfg["Cgroup"])).procs_files(), prepare,
-                                lambda fd, _go: exec_process(spec, fd, cwd, env_all, user))
+                                lambda fd, _go: exec_process(spec, fd, cwd, env_all, user,
+                                                             seccomp_prog=prog))
     finally:
         for fd in ns_fds:
             os.close(fd)
@@ -78,6 +80,8 @@ def exec_in(store: Store, cid: str, args: list[str], env: list[str], workdir: st
                 os.waitpid(started.pid, 0)
         raise RrefError(str(started.error.get("message")),
                         int(started.error.get("code", EXIT_RUNTIME)))  # type: ignore[call-overload]
+    label = f"exec_start: {' '.join(args)}"
+    events.emit(store.root, label, cid, containers.event_attrs(cfg))
     if detach:
         return 0
     child = started.pid
@@ -103,20 +107,83 @@ def stop(store: Store, cid: str, timeout: float = 10, sig: int = signal.SIGTERM)
     if not containers.is_running(st):
         return  # docker: stopping a stopped container succeeds
     pid, started = st["Pid"], st.get("PidStart", 0)
+    attrs = containers.event_attrs(store.config(cid))
+    events.emit(store.root, "kill", cid, {**attrs, "signal": sig})
     procinfo.signal_process(pid, started, sig)
     if not procinfo.wait_gone(pid, started, timeout):
+        events.emit(store.root, "kill", cid, {**attrs, "signal": int(signal.SIGKILL)})
         procinfo.signal_process(pid, started, signal.SIGKILL)
         procinfo.wait_gone(pid, started, 10)
     _wait_recorded(store, cid, 10)
+    events.emit(store.root, "stop", cid, attrs)
 
 
 def kill(store: Store, cid: str, sig: int = signal.SIGKILL) -> None:
     st = running_state(store, cid)
+    events.emit(store.root, "kill", cid,
+                containers.event_attrs(store.config(cid), signal=sig))
     if not procinfo.signal_process(st["Pid"], st.get("PidStart", 0), sig):
         raise RrefError(f"container {cid[:12]} is not running", EXIT_FAILED)
     if sig == signal.SIGKILL:
         procinfo.wait_gone(st["Pid"], st.get("PidStart", 0), 10)
         _wait_recorded(store, cid, 10)
+
+
+def _cgroup(store: Store, cid: str) -> Any:
+    from .cgroups import Cgroup
+
+    return Cgroup(dict(store.config(cid)["Cgroup"]))
+
+
+def pause(store: Store, cid: str) -> None:
+    """Freeze every process of the container (freezer cgroup, v1 or v2)."""
+    with store.lock(cid):
+        st = running_state(store, cid)
+        if st.get("Status") == "paused":
+            raise RrefError(f"container {cid[:12]} is already paused", EXIT_FAILED)
+        _cgroup(store, cid).freeze()
+        st.update(Status="paused", Paused=True)
+        store.save_state(cid, st)
+    events.emit(store.root, "pause", cid, containers.event_attrs(store.config(cid)))
+
+
+def unpause(store: Store, cid: str) -> None:
+    with store.lock(cid):
+        st = running_state(store, cid)
+        if st.get("Status") != "paused":
+            raise RrefError(f"container {cid[:12]} is not paused", EXIT_FAILED)
+        _cgroup(store, cid).thaw()
+        st.update(Status="running", Paused=False)
+        store.save_state(cid, st)
+    events.emit(store.root, "unpause", cid, containers.event_attrs(store.config(cid)))
+
+
+def update(store: Store, cid: str, flags: dict[str, Any]) -> None:
+    """`rref update`: new limits on the cgroup now (if running) and in the record."""
+    from . import limits
+    from .cgroups import CgroupError, validate
+
+    new = limits.build(flags)
+    if not new:
+        raise UsageError("you must provide one or more flags when using this command")
+    with store.lock(cid):
+        cfg = store.config(cid)
+        spec = cfg["Spec"]
+        merged = limits.merge(spec["linux"].get("resources", {}), new)
+        try:
+            validate(merged)
+        except CgroupError as e:
+            raise UsageError(str(e)) from None
+        if containers.is_running(containers.status(store, cid)):
+            _cgroup(store, cid).apply(new)
+        spec["linux"]["resources"] = merged
+        cfg["HostConfig"].update(containers.host_config_resources(spec))
+        store.save_config(cid, cfg)
+
+
+def stats(store: Store, cid: str) -> dict[str, Any]:
+    running_state(store, cid)
+    return _cgroup(store, cid).stats()
 
 
 def wait(store: Store, cid: str) -> int:

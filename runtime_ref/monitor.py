@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 
-from . import containers, process, procinfo
+from . import containers, events, process, procinfo
 from .errors import EXIT_RUNTIME, RrefError
 from .state import Store, now_iso
 
@@ -85,21 +85,27 @@ def supervise(store: Store, cid: str, foreground: bool, stdin_fd: int | None,
             signal.signal(sig, forward)
     try:
         cg.create()
+        cg.apply(spec["linux"].get("resources"))
         from . import launch
         from .init import container_init
 
-        prepare, userns_setup, host_setup = launch.plan(spec)
+        net_setup, proxies = _network(store, cid, cfg)
+        prepare, userns_setup, host_setup = launch.plan(spec, net_setup)
+        prog = seccomp_program(store, spec)
         started = process.spawn((stdin, out_w, err_w), cg.procs_files(), prepare,
-                                lambda fd, go: container_init(spec, fd, go),
+                                lambda fd, go: container_init(spec, fd, go, prog),
                                 userns_setup=userns_setup, host_setup=host_setup)
-    except OSError as e:
+    except (OSError, RrefError) as e:
         started = process.Started(0, {"code": EXIT_RUNTIME,
                                       "message": f"cannot start container: {e}"})
+        proxies = []
     finally:
         os.close(out_w)
         os.close(err_w)
         os.close(null)
     if started.error:
+        for px in proxies:
+            px.close()
         code = int(started.error.get("code", EXIT_RUNTIME))  # type: ignore[call-overload]
         msg = str(started.error.get("message", "unknown error"))
         if started.pid:
@@ -117,10 +123,11 @@ def supervise(store: Store, cid: str, foreground: bool, stdin_fd: int | None,
                        PidStart=procinfo.start_time(pid), MonitorPid=os.getpid(),
                        MonitorStart=procinfo.start_time(os.getpid()), ExitCode=0, Error="",
                        StartedAt=now_iso(), FinishedAt=containers.ZERO_TIME, OOMKilled=False)
+    events.emit(store.root, "start", cid, containers.event_attrs(cfg))
     _notify(notify_fd, {"pid": pid})
     for sig in pending:
         forward(sig, None)
-    code = _pump(pid, out_r, err_r, log, foreground)
+    code = _pump(pid, out_r, err_r, log, foreground, proxies)
     _finish(store, cid, cfg, code, "")
     return code
 
@@ -132,7 +139,55 @@ def _notify(fd: int | None, msg: dict[str, Any]) -> None:
             os.close(fd)
 
 
-def _pump(pid: int, out_r: int, err_r: int, log: LogWriter, foreground: bool) -> int:
+def seccomp_program(store: Store, spec: dict[str, Any]) -> bytes | None:
+    seccomp = spec["linux"].get("seccomp")
+    if not seccomp:
+        return None
+    from . import seccomp_bpf
+
+    return seccomp_bpf.compiled(store.root, seccomp)
+
+
+def _network(store: Store, cid: str, cfg: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """Bridge mode: the host-side set-up to run before the init may go on, and the
+    listening port publishers (bound now, so a busy port fails the start cleanly)."""
+    if not cfg.get("Bridge"):
+        return None, []
+    from . import network
+    from .portproxy import PortProxy
+
+    bridge = network.Bridge(cfg["Bridge"]["Name"], cfg["Bridge"]["Subnet"])
+    address = network.IPAM(store.root, bridge.name, bridge.subnet).allocate(cid)
+    proxies: list[Any] = []
+    ports: dict[str, list[dict[str, str]]] = {}
+    try:
+        for key, binds in cfg["HostConfig"].get("PortBindings", {}).items():
+            for b in binds:
+                px = PortProxy(b["HostIp"], int(b["HostPort"] or 0), address,
+                               int(key.split("/")[0]))
+                port = px.listen()
+                proxies.append(px)
+                ports.setdefault(key, []).append({"HostIp": b["HostIp"], "HostPort": str(port)})
+    except BaseException:
+        for px in proxies:
+            px.close()
+        network.IPAM(store.root, bridge.name, bridge.subnet).free(cid)
+        raise
+
+    def setup(pid: int) -> None:
+        settings = network.attach(cid, pid, bridge, store.root, configure=True)
+        with open(cfg["HostsPath"], "a") as f:
+            f.write(f"{settings['IPAddress']}\t{cfg['Config']['Hostname']}\n")
+        settings["Ports"] = ports
+        store.update_state(cid, NetworkSettings=settings)
+
+    return setup, proxies
+
+
+def _pump(pid: int, out_r: int, err_r: int, log: LogWriter, foreground: bool,
+          proxies: list[Any] | None = None) -> int:
+    """Copy output to the log (and terminal) and serve published ports until the end."""
+    proxies = proxies or []
     streams = {out_r: "stdout", err_r: "stderr"}
     sinks = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer} if foreground else {}
     pidfd = os.pidfd_open(pid)
@@ -140,8 +195,15 @@ def _pump(pid: int, out_r: int, err_r: int, log: LogWriter, foreground: bool) ->
     drain_until = 0.0
     while streams:
         watch = list(streams) + ([pidfd] if status is None else [])
+        pxr = [fd for px in proxies for fd in px.fds()] if status is None else []
+        pxw = [fd for px in proxies for fd in px.wfds()] if status is None else []
         timeout = None if status is None else max(0.0, drain_until - time.monotonic())
-        ready, _, _ = select.select(watch, [], [], timeout)
+        if pxr or pxw:
+            timeout = 0.5 if timeout is None else min(timeout, 0.5)
+        ready, writable, _ = select.select(watch + pxr, pxw, [], timeout)
+        for px in proxies:
+            px.handle(ready, writable)
+        ready = [fd for fd in ready if fd in streams or fd == pidfd]
         if status is not None and not ready:
             break  # a leftover process outside the container still holds a pipe
         for fd in ready:
@@ -162,6 +224,8 @@ def _pump(pid: int, out_r: int, err_r: int, log: LogWriter, foreground: bool) ->
                     sinks[name].flush()
     for fd in streams:
         os.close(fd)
+    for px in proxies:
+        px.close()
     if status is None:
         _, status = os.waitpid(pid, 0)
     os.close(pidfd)
@@ -170,9 +234,18 @@ def _pump(pid: int, out_r: int, err_r: int, log: LogWriter, foreground: bool) ->
 
 
 def _finish(store: Store, cid: str, cfg: dict[str, Any], code: int, error: str) -> None:
+    from .cgroups import Cgroup
+
+    oom = False
+    with contextlib.suppress(OSError, RrefError):
+        oom = Cgroup(dict(cfg["Cgroup"])).oom_killed()  # read before the cgroup goes
     containers.release(store, cid, cfg)
+    attrs = containers.event_attrs(cfg)
+    if oom:
+        events.emit(store.root, "oom", cid, attrs)
+    events.emit(store.root, "die", cid, {**attrs, "exitCode": code})
     store.update_state(cid, Status="exited", Running=False, Paused=False, Pid=0, PidStart=0,
-                       ExitCode=code, Error=error, FinishedAt=now_iso())
+                       ExitCode=code, Error=error, FinishedAt=now_iso(), OOMKilled=oom)
     if cfg.get("HostConfig", {}).get("AutoRemove"):
         with contextlib.suppress(RrefError, OSError):
             containers.remove(store, cid, force=True)

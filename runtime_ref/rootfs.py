@@ -109,10 +109,42 @@ def _remount_ro(target: str, extra: int = 0) -> None:
     sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | keep | extra)
 
 
+def mount_cgroupfs(target: str, flags: int) -> None:
+    """/sys/fs/cgroup as the container sees it: its own cgroup (namespace) as the root.
+
+    v1/hybrid: a tmpfs holding one mount per hierarchy (plus `unified`), like the
+    host's layout; pure v2: one cgroup2 mount. Read-only unless asked otherwise.
+    """
+    from .cgroups import parse_mountinfo
+
+    with open("/proc/self/mountinfo") as f:
+        hierarchies = parse_mountinfo(f.read())
+    _ensure_target(target, False)
+    ro = flags & sc.MS_RDONLY
+    base = (flags & ~sc.MS_RDONLY) | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    if all(h.version == 2 for h in hierarchies):
+        sc.mount("cgroup2", target, "cgroup2", base | ro)
+        return
+    sc.mount("tmpfs", target, "tmpfs", base, "mode=755")
+    for h in hierarchies:
+        name = os.path.basename(h.mountpoint)
+        sub = os.path.join(target, name)
+        os.makedirs(sub, exist_ok=True)
+        if h.version == 2:
+            sc.mount("cgroup2", sub, "cgroup2", base | ro)
+        else:
+            sc.mount("cgroup", sub, "cgroup", base | ro, ",".join(sorted(h.controllers)))
+    if ro:
+        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | base)
+
+
 def mount_one(rootfs: str, m: dict[str, Any]) -> None:
     flags, prop, data = parse_options(m.get("options", []))
     kind = m.get("type") or ("bind" if flags & sc.MS_BIND else "none")
     target = secure_join(rootfs, m["destination"])
+    if kind == "cgroup":
+        mount_cgroupfs(target, flags)
+        return
     is_bind = bool(flags & sc.MS_BIND) or kind == "bind"
     if is_bind:
         source = m["source"]
@@ -145,6 +177,7 @@ def make_devices(rootfs: str, spec: Spec) -> None:
         mode = d.get("fileMode", 0o666)
         if os.path.lexists(path):
             os.unlink(path)
+        _mkdir_p(os.path.dirname(path))
         if userns:
             _ensure_target(path, True)
             sc.mount(d["path"], path, None, sc.MS_BIND)

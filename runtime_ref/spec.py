@@ -46,6 +46,8 @@ _DEFAULT_MOUNTS: list[dict[str, Any]] = [
      "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
     {"destination": "/sys", "type": "sysfs", "source": "sysfs",
      "options": ["nosuid", "noexec", "nodev", "ro"]},
+    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+     "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
     {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
      "options": ["nosuid", "noexec", "nodev"]},
     {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
@@ -61,6 +63,20 @@ DEFAULT_DEVICES = [
     ("/dev/urandom", "c", 1, 9, 0o666),
     ("/dev/tty", "c", 5, 0, 0o666),
 ]
+
+
+def default_device_rules() -> list[dict[str, Any]]:
+    """The devices cgroup: deny all, allow mknod of anything and the default nodes' use."""
+    rules: list[dict[str, Any]] = [{"allow": False, "type": "a", "major": None,
+                                    "minor": None, "access": "rwm"}]
+    rules += [{"allow": True, "type": t, "major": None, "minor": None, "access": "m"}
+              for t in ("c", "b")]
+    rules += [{"allow": True, "type": "c", "major": ma, "minor": mi, "access": "rwm"}
+              for _, _, ma, mi, _ in DEFAULT_DEVICES]
+    rules += [{"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},  # console
+              {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},  # ptmx
+              {"allow": True, "type": "c", "major": 136, "minor": None, "access": "rwm"}]  # pts
+    return rules
 
 
 def default_spec(args: list[str], rootfs: str) -> Spec:
@@ -87,7 +103,7 @@ def default_spec(args: list[str], rootfs: str) -> Spec:
             "readonlyPaths": list(READONLY_PATHS),
             "devices": [{"path": p, "type": t, "major": ma, "minor": mi, "fileMode": mode}
                         for p, t, ma, mi, mode in DEFAULT_DEVICES],
-            "resources": {},
+            "resources": {"devices": default_device_rules()},
         },
     }
 

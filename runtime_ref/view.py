@@ -90,7 +90,22 @@ def container_view(store: Store, cid: str) -> dict[str, Any]:
         "HostConfig": cfg["HostConfig"], "GraphDriver": cfg["GraphDriver"],
         "Mounts": cfg.get("Mounts", []), "Config": cfg["Config"],
         "CgroupPaths": cfg.get("Cgroup", {}),
+        "NetworkSettings": _network_settings(cfg, st),
     }
+
+
+def _network_settings(cfg: dict[str, Any], st: dict[str, Any]) -> dict[str, Any]:
+    ns = st.get("NetworkSettings") or {}
+    running = st.get("Status") in ("running", "paused")
+    out = {"IPAddress": ns.get("IPAddress", "") if running else "",
+           "IPPrefixLen": ns.get("IPPrefixLen", 0) if running else 0,
+           "Gateway": ns.get("Gateway", "") if running else "",
+           "MacAddress": ns.get("MacAddress", "") if running else "",
+           "Ports": ns.get("Ports", {}) if running else {}, "Networks": {}}
+    mode = cfg.get("HostConfig", {}).get("NetworkMode", "none")
+    out["Networks"][mode] = {k: out[k] for k in ("IPAddress", "IPPrefixLen", "Gateway",
+                                                 "MacAddress")}
+    return out
 
 
 def image_view(images: ImageStore, ref: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3-venv python3-bpfcc busybox-static runc iproute2 uidmap)
+packages=(python3-venv python3-bpfcc python3-seccomp busybox-static runc iproute2 uidmap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

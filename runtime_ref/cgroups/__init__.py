@@ -3,6 +3,12 @@
 `detect()` reads the host's cgroup mounts once; `Cgroup` is one container's
 set of directories (one per v1 hierarchy, one in the unified tree) created
 below the cgroup rref itself runs in, so nothing outside our subtree is touched.
+
+Resource control takes the OCI runtime-spec `linux.resources` shape (plain
+dicts).  Each controller is driven by the version that serves it here: v1 when
+a v1 hierarchy has it (v1 wins on hybrid hosts, as `Layout.driver_for` says),
+else the unified hierarchy.  The per-version code lives in `v1.py`/`v2.py` and
+is imported only when a limit is applied or read.
 """
 
 from __future__ import annotations
@@ -10,6 +16,29 @@ from __future__ import annotations
 import errno
 import os
 import time
+
+from ..errors import EXIT_RUNTIME, RrefError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+MIN_MEMORY = 6 * 1024 * 1024  # docker's linuxMinMemory
+CPU_ONLINE = "/sys/devices/system/cpu/online"
+NODE_ONLINE = "/sys/devices/system/node/online"
+SIGKILL = 9  # signal.SIGKILL on Linux, without importing signal (and enum) at start-up
+WAIT = 5.0  # seconds to wait for freeze/thaw and for a killed cgroup to empty
+
+
+class CgroupError(RrefError):
+    """A cgroup operation failed or a limit was refused; one-line message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_RUNTIME)
+
+
+class CgroupUnsupported(CgroupError, NotImplementedError):
+    """The request needs a mechanism rref does not implement on this host."""
 
 
 class Hierarchy:
@@ -124,26 +153,36 @@ def _host_dir(h: Hierarchy, path: str) -> str:
 class Cgroup:
     """A container's cgroup directories, by hierarchy key -> absolute host path."""
 
-    def __init__(self, paths: dict[str, str] | None = None) -> None:
+    def __init__(self, paths: dict[str, str] | None = None,
+                 bases: dict[str, str] | None = None) -> None:
         self.paths: dict[str, str] = dict(paths or {})
+        # per hierarchy, the cgroup the container's one hangs below and that rref
+        # must not write to (its own cgroup, or the parent it was given): only
+        # directories strictly between it and the container's are ours to touch
+        self.bases: dict[str, str] = dict(bases or {})
 
     @classmethod
     def plan(cls, name: str, parent: str | None = None, layout: Layout | None = None) -> Cgroup:
         layout = layout or detect()
         paths: dict[str, str] = {}
+        bases: dict[str, str] = {}
         for h in layout.hierarchies:
             base = parent if parent is not None else layout.own.get(h.key, "/")
-            paths[h.key] = os.path.join(_host_dir(h, base), name)
-        return cls(paths)
+            bases[h.key] = _host_dir(h, base)
+            paths[h.key] = os.path.join(bases[h.key], name)
+        return cls(paths, bases)
 
     def create(self) -> None:
         made: list[str] = []
         try:
             for key, path in self.paths.items():
-                os.makedirs(path, exist_ok=True)
-                made.append(path)
+                new = _missing_dirs(path)
+                for d in new:
+                    os.mkdir(d)
+                    made.append(d)
                 if "cpuset" in key.split(","):
-                    _inherit_cpuset(path)
+                    for d in new or [path]:  # top-down: each copies from its parent
+                        _inherit_cpuset(d)
         except OSError:
             for p in reversed(made):
                 _rmdir(p)
@@ -165,6 +204,183 @@ class Cgroup:
     def exists(self) -> list[str]:
         return [p for p in self.paths.values() if os.path.isdir(p)]
 
+    # -- which version drives a controller -------------------------------------------
+
+    def v1_dir(self, controller: str) -> str | None:
+        """This cgroup's directory in the v1 hierarchy serving `controller`, if any."""
+        for key, path in self.paths.items():
+            if key != "unified" and controller in key.split(","):
+                return path
+        return None
+
+    def v2_dir(self) -> str | None:
+        return self.paths.get("unified")
+
+    def base(self, key: str) -> str:
+        """The deepest ancestor rref may not write to in hierarchy `key`."""
+        path = self.paths[key]
+        b = self.bases.get(key)
+        if b is None:  # rebuilt from stored paths: below our own cgroup, as plan() did
+            layout = detect()
+            h = next((h for h in layout.hierarchies if h.key == key), None)
+            b = _host_dir(h, layout.own.get(key, "/")) if h is not None else ""
+        b = b.rstrip("/")
+        return b if b and path.startswith(b + "/") else os.path.dirname(path)
+
+    def _v2_for(self, controller: str) -> str:
+        """The unified directory, with `controller` enabled down to it (or an error)."""
+        from . import v2
+
+        u = self.v2_dir()
+        if u is None:
+            raise CgroupError(f"cgroup controller {controller} is not available on this host "
+                              "(no v1 hierarchy serves it and cgroup2 is not mounted)")
+        v2.enable_controller(u, self.base("unified"), controller)
+        return u
+
+    # -- limits -----------------------------------------------------------------------
+
+    def apply(self, resources: dict[str, Any] | None) -> None:
+        """Write OCI `linux.resources` limits; raise CgroupError on the first failure."""
+        if not resources:
+            return
+        from . import v1, v2
+
+        mem = _given(resources.get("memory"), "limit", "swap", "reservation",
+                     "disableOOMKiller")
+        if mem:
+            d = self.v1_dir("memory")
+            if d is not None:
+                v1.set_memory(d, mem)
+            else:
+                v2.set_memory(self._v2_for("memory"), mem)
+        cpu = resources.get("cpu") or {}
+        sched = _given(cpu, "shares", "quota", "period")
+        if sched:
+            d = self.v1_dir("cpu")
+            if d is not None:
+                v1.set_cpu(d, sched)
+            else:
+                v2.set_cpu(self._v2_for("cpu"), sched)
+        cpuset = _given(cpu, "cpus", "mems")
+        if cpuset:
+            d = self.v1_dir("cpuset")
+            (v1.set_cpuset if d is not None else v2.set_cpuset)(
+                d if d is not None else self._v2_for("cpuset"), cpuset)
+        pids = _given(resources.get("pids"), "limit")
+        if pids:
+            d = self.v1_dir("pids")
+            (v1.set_pids if d is not None else v2.set_pids)(
+                d if d is not None else self._v2_for("pids"), pids["limit"])
+        bio = _given(resources.get("blockIO"), "weight")
+        if bio and bio["weight"]:
+            d = self.v1_dir("blkio")
+            if d is not None:
+                v1.set_blkio_weight(d, bio["weight"])
+            else:
+                v2.set_io_weight(self._v2_for("io"), bio["weight"])
+        rules = resources.get("devices")
+        if rules:
+            d = self.v1_dir("devices")
+            if d is None:
+                raise CgroupUnsupported("device rules need the cgroup v1 devices controller: "
+                                        "cgroup v2 device control (eBPF) is not implemented")
+            v1.set_devices(d, rules)
+
+    def update(self, resources: dict[str, Any] | None) -> None:
+        """Change a running container's limits: validate, then apply."""
+        validate(resources)
+        self.apply(resources)
+
+    # -- reading back -----------------------------------------------------------------
+
+    def stats(self) -> dict[str, dict[str, int | None]]:
+        from . import v1, v2
+
+        u = self.v2_dir()
+        out: dict[str, dict[str, int | None]] = {}
+        d = self.v1_dir("memory")
+        out["memory"] = (v1.memory_stats(d) if d is not None else
+                         v2.memory_stats(u) if u is not None else v2.memory_stats(None))
+        cpu, acct = self.v1_dir("cpu"), self.v1_dir("cpuacct")
+        out["cpu"] = (v1.cpu_stats(cpu, acct) if cpu is not None or acct is not None
+                      else v2.cpu_stats(u))
+        d = self.v1_dir("pids")
+        out["pids"] = v1.pids_stats(d) if d is not None else v2.pids_stats(u)
+        return out
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel OOM killer killed in this cgroup."""
+        from . import v1, v2
+
+        d = self.v1_dir("memory")
+        if d is not None:
+            return v1.oom_kills(d)
+        u = self.v2_dir()
+        return v2.oom_kills(u) if u is not None else 0
+
+    def oom_killed(self) -> bool:
+        return self.oom_kills() > 0
+
+    # -- freezing and killing -----------------------------------------------------------
+
+    def _freezer(self) -> tuple[int, str]:
+        d = self.v1_dir("freezer")
+        if d is not None:
+            return 1, d
+        u = self.v2_dir()
+        if u is not None:
+            return 2, u
+        raise CgroupError("cannot freeze: no freezer (v1 freezer hierarchy or cgroup2) here")
+
+    def freeze(self, timeout: float = WAIT) -> None:
+        from . import v1, v2
+
+        version, d = self._freezer()
+        (v1.freeze if version == 1 else v2.freeze)(d, timeout)
+
+    def thaw(self, timeout: float = WAIT) -> None:
+        from . import v1, v2
+
+        version, d = self._freezer()
+        (v1.thaw if version == 1 else v2.thaw)(d, timeout)
+
+    def frozen(self) -> bool:
+        from . import v1, v2
+
+        version, d = self._freezer()
+        return (v1.frozen if version == 1 else v2.frozen)(d)
+
+    def kill_all(self, timeout: float = WAIT) -> None:
+        """SIGKILL every process in the cgroup and wait until none is left."""
+        u = self.v2_dir()
+        if u is not None and os.path.exists(os.path.join(u, "cgroup.kill")):
+            try:
+                write_value(u, "cgroup.kill", 1)
+            except CgroupError:
+                if os.path.isdir(u):
+                    raise
+        freezer = self.v1_dir("freezer")
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                _signal(pid, SIGKILL)
+            # frozen tasks only act on SIGKILL once thawed
+            for d, f, v in ((freezer, "freezer.state", "THAWED"), (u, "cgroup.freeze", "0")):
+                if d is not None and os.path.exists(os.path.join(d, f)):
+                    _try_write(d, f, v)
+            if time.monotonic() > deadline:
+                raise CgroupError(f"cannot kill every process in cgroup {self.describe()}: "
+                                  f"still running after {timeout:g}s: "
+                                  + " ".join(map(str, sorted(pids))))
+            time.sleep(0.005)
+
+    def describe(self) -> str:
+        return next(iter(self.paths.values()), "<none>")
+
     def remove(self, timeout: float = 5.0) -> list[str]:
         """rmdir every directory, retrying while exiting tasks drain; return leftovers."""
         deadline = time.monotonic() + timeout
@@ -175,6 +391,31 @@ class Cgroup:
                 break
             time.sleep(0.01)
         return left
+
+
+def _signal(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        return False
+    return True
+
+
+def _try_write(d: str, name: str, value: object) -> bool:
+    try:
+        write_value(d, name, value)
+    except CgroupError:
+        return False
+    return True
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """`path` and its ancestors that do not exist yet, top-down."""
+    out: list[str] = []
+    while path and path != "/" and not os.path.isdir(path):
+        out.append(path)
+        path = os.path.dirname(path)
+    return out[::-1]
 
 
 def _rmdir(path: str) -> bool:
@@ -201,3 +442,192 @@ def _inherit_cpuset(path: str) -> None:
             value = fh.read().strip()
         with open(mine, "w") as fh:
             fh.write(value)
+
+
+# -- file access shared by the drivers ---------------------------------------------------
+
+
+def write_value(d: str, name: str, value: object) -> None:
+    """Write one cgroup file; CgroupError names the file, value and directory."""
+    try:
+        fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(value).encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise CgroupError(f"cannot set {name} to {value}: {e.strerror} ({d})") from None
+
+
+def read_value(d: str | None, name: str) -> str | None:
+    """A cgroup file's text, stripped; None when the directory or file is absent."""
+    if d is None:
+        return None
+    try:
+        with open(os.path.join(d, name)) as f:
+            return f.read().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise CgroupError(f"cannot read {name}: {e.strerror} ({d})") from None
+
+
+def parse_flat_keyed(text: str | None) -> dict[str, int]:
+    """`key value` lines (cpu.stat, memory.events, cgroup.events, oom_control)."""
+    out: dict[str, int] = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+UNLIMITED_V1 = 1 << 62  # v1 reports "no limit" as PAGE_COUNTER_MAX pages: ~2**63
+
+
+def parse_limit(text: str | None) -> int | None:
+    """A limit file's value; None for "max", -1, v1's huge no-limit numbers or absence."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text in ("max", "", "-1"):
+        return None
+    n = int(text)
+    return None if n >= UNLIMITED_V1 else n
+
+
+def parse_int(text: str | None) -> int | None:
+    return int(text) if text else None
+
+
+# -- validation before anything is created -----------------------------------------------
+
+
+def parse_cpuset(text: str) -> set[int]:
+    """Parse a kernel cpu/node list ("0-2,5"); ValueError if it is not one."""
+    out: set[int] = set()
+    text = text.strip()
+    if not text:
+        return out
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ValueError(f"invalid cpuset list {text!r}")
+        a, b = int(lo), int(hi) if sep else int(lo)
+        if b < a:
+            raise ValueError(f"invalid cpuset range {part!r} in {text!r}")
+        out.update(range(a, b + 1))
+    return out
+
+
+def _given(section: object, *keys: str) -> dict[str, Any]:
+    """The keys of a resources section that are set (not None)."""
+    if not isinstance(section, dict):
+        return {}
+    return {k: section[k] for k in keys if section.get(k) is not None}
+
+
+def _int(what: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CgroupError(f"invalid {what}: {value!r} is not an integer")
+    return value
+
+
+def _online(path: str, default: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def _check_list(value: object, kind: str, available: str) -> None:
+    if not isinstance(value, str):
+        raise CgroupError(f"Invalid value {value!r} for cpuset {kind}")
+    try:
+        wanted, have = parse_cpuset(value), parse_cpuset(available)
+    except ValueError:
+        raise CgroupError(f"Invalid value {value} for cpuset {kind}") from None
+    if not wanted <= have:
+        noun = "CPUs" if kind == "cpus" else "memory nodes"
+        raise CgroupError(f"Requested {noun} are not available - requested {value}, "
+                          f"available: {available}")
+
+
+def validate(resources: dict[str, Any] | None, ncpus: int | None = None) -> None:
+    """Refuse bad limits before anything is created, with docker's messages."""
+    if not resources:
+        return
+    if not isinstance(resources, dict):
+        raise CgroupError(f"invalid resources: {resources!r} is not an object")
+    mem = _given(resources.get("memory"), "limit", "swap", "reservation", "disableOOMKiller")
+    limit = _int("memory limit", mem.get("limit", 0))
+    swap = _int("memory swap limit", mem.get("swap", 0))
+    reservation = _int("memory reservation", mem.get("reservation", 0))
+    if limit != 0 and limit < MIN_MEMORY:
+        raise CgroupError("Minimum memory limit allowed is 6MB")
+    if swap < -1:
+        raise CgroupError(f"invalid memory swap limit: {swap} (-1 means unlimited)")
+    if limit > 0 and swap > 0 and swap < limit:
+        raise CgroupError("Minimum memoryswap limit should be larger than memory limit, "
+                          "see usage")
+    if reservation < 0:
+        raise CgroupError(f"invalid memory reservation: {reservation} (must not be negative)")
+    if 0 < reservation < MIN_MEMORY:
+        raise CgroupError("Minimum memory reservation allowed is 6MB")
+    if limit > 0 and reservation > 0 and limit < reservation:
+        raise CgroupError("Minimum memory limit can not be less than memory reservation "
+                          "limit, see usage")
+    if not isinstance(mem.get("disableOOMKiller", False), bool):
+        raise CgroupError(f"invalid disableOOMKiller: {mem['disableOOMKiller']!r}")
+
+    cpu = _given(resources.get("cpu"), "shares", "quota", "period", "cpus", "mems")
+    if _int("cpu shares", cpu.get("shares", 0)) < 0:
+        raise CgroupError(f"invalid cpu shares: {cpu['shares']} (must not be negative)")
+    period = _int("cpu period", cpu.get("period", 0))
+    if period != 0 and not 1000 <= period <= 1000000:
+        raise CgroupError("CPU cfs period can not be less than 1ms (i.e. 1000) "
+                          "or larger than 1s (i.e. 1000000)")
+    quota = _int("cpu quota", cpu.get("quota", 0))
+    if quota < -1:
+        raise CgroupError(f"invalid cpu quota: {quota} (-1 means unlimited)")
+    if 0 < quota < 1000:
+        raise CgroupError("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    if cpu.get("cpus", "") != "":
+        have = (f"0-{ncpus - 1}" if ncpus > 1 else "0") if ncpus else _online(CPU_ONLINE, "0")
+        _check_list(cpu["cpus"], "cpus", have)
+    if cpu.get("mems", "") != "":
+        _check_list(cpu["mems"], "mems", _online(NODE_ONLINE, "0"))
+
+    _int("pids limit", _given(resources.get("pids"), "limit").get("limit", 0))
+
+    weight = _int("blkio weight", _given(resources.get("blockIO"), "weight").get("weight", 0))
+    if weight != 0 and not 10 <= weight <= 1000:
+        raise CgroupError("Range of blkio weight is from 10 to 1000")
+
+    rules = resources.get("devices") or []
+    if not isinstance(rules, list):
+        raise CgroupError(f"invalid device rules: {rules!r} is not a list")
+    for rule in rules:
+        device_rule(rule)
+
+
+def device_rule(rule: object) -> str:
+    """A device rule as the v1 devices.allow/deny line ("c 1:3 rwm"); CgroupError if bad."""
+    if not isinstance(rule, dict):
+        raise CgroupError(f"invalid device rule: {rule!r}")
+    kind = rule.get("type") or "a"
+    access = rule.get("access") or "rwm"
+    if kind not in ("a", "c", "b") or not isinstance(access, str) or \
+            not access or set(access) - set("rwm"):
+        raise CgroupError(f"invalid device rule: {rule!r}")
+    nums = []
+    for k in ("major", "minor"):
+        n = rule.get(k)
+        if n is None or n == -1:
+            nums.append("*")
+        elif isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise CgroupError(f"invalid device rule: {rule!r}")
+        else:
+            nums.append(str(n))
+    return f"{kind} {nums[0]}:{nums[1]} {access}"

@@ -1,0 +1,172 @@
+"""cgroup v2 driver: one directory in the unified hierarchy.
+
+A v2 controller's files appear in a cgroup only once every ancestor has the
+controller in cgroup.subtree_control; `enable_controller` turns it on in the
+ancestors rref created and refuses to write anywhere above them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from . import (
+    WAIT,
+    CgroupError,
+    parse_flat_keyed,
+    parse_int,
+    parse_limit,
+    read_value,
+    write_value,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def enable_controller(cgdir: str, base: str, controller: str) -> None:
+    """Make `controller` available in `cgdir`, writing subtree_control only below `base`.
+
+    `base` (the caller's own cgroup or the parent it was given) must already
+    delegate the controller; every directory between it and `cgdir` is ours.
+    """
+    base = base.rstrip("/")
+    parent = os.path.dirname(cgdir)
+    chain = [parent]
+    if parent != base and parent.startswith(base + "/"):
+        d = parent
+        while d != base:
+            d = os.path.dirname(d)
+            chain.append(d)
+    chain.reverse()  # top-down, starting at base (or at the parent when that is all we know)
+    for i, d in enumerate(chain):
+        if controller not in (read_value(d, "cgroup.controllers") or "").split():
+            raise CgroupError(f"cgroup v2 controller {controller} is not available in {d}")
+        if controller in (read_value(d, "cgroup.subtree_control") or "").split():
+            continue
+        if i == 0:
+            raise CgroupError(f"cgroup v2 controller {controller} is not enabled in "
+                              f"{d}/cgroup.subtree_control (rref does not write there)")
+        write_value(d, "cgroup.subtree_control", f"+{controller}")
+
+
+def swap_max(swap: int | None, limit: int | None) -> int | None:
+    """OCI memory+swap total -> memory.swap.max (swap alone), like runc; -1 = max."""
+    if (limit is not None and limit < 0) and not swap:
+        return -1
+    if swap is None or swap == 0 or swap == -1:
+        return swap or None
+    if not limit or limit < 0:
+        raise CgroupError(f"cannot set memory.swap.max from a memory+swap limit of {swap}: "
+                          "a memory limit is needed too")
+    if swap < limit:
+        raise CgroupError(f"cannot set memory.swap.max: memory+swap limit {swap} is below "
+                          f"the memory limit {limit}")
+    return swap - limit
+
+
+def _max(n: int) -> str:
+    return "max" if n < 0 else str(n)
+
+
+def set_memory(d: str, mem: dict[str, Any]) -> None:
+    """memory.max, memory.swap.max, memory.low (disableOOMKiller has no v2 equivalent)."""
+    limit = mem.get("limit") or None
+    swap = swap_max(mem.get("swap"), limit)
+    if swap is not None and os.path.exists(os.path.join(d, "memory.swap.max")):
+        write_value(d, "memory.swap.max", _max(swap))
+    if limit is not None:
+        write_value(d, "memory.max", _max(limit))
+    if mem.get("reservation"):
+        write_value(d, "memory.low", mem["reservation"])
+
+
+def cpu_weight(shares: int) -> int:
+    """v1 cpu.shares (2..262144) -> v2 cpu.weight (1..10000), as runc/crun convert."""
+    shares = min(max(shares, 2), 262144)
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def set_cpu(d: str, cpu: dict[str, Any]) -> None:
+    if cpu.get("shares"):
+        write_value(d, "cpu.weight", cpu_weight(cpu["shares"]))
+    quota, period = cpu.get("quota"), cpu.get("period") or 0
+    if quota is None and not period:
+        return
+    if quota is None:  # a new period alone keeps the current quota
+        quota_text = (read_value(d, "cpu.max") or "max").split()[0]
+    else:
+        quota_text = str(quota) if quota > 0 else "max"
+    write_value(d, "cpu.max", f"{quota_text} {period}" if period else quota_text)
+
+
+def set_cpuset(d: str, cpu: dict[str, Any]) -> None:
+    if cpu.get("cpus"):
+        write_value(d, "cpuset.cpus", cpu["cpus"])
+    if cpu.get("mems"):
+        write_value(d, "cpuset.mems", cpu["mems"])
+
+
+def set_pids(d: str, limit: int) -> None:
+    write_value(d, "pids.max", "max" if limit <= 0 else limit)
+
+
+def set_io_weight(d: str, weight: int) -> None:
+    if os.path.exists(os.path.join(d, "io.weight")):
+        write_value(d, "io.weight", f"default {weight}")
+    elif os.path.exists(os.path.join(d, "io.bfq.weight")):
+        write_value(d, "io.bfq.weight", weight)
+    else:
+        raise CgroupError(f"cannot set io weight to {weight}: neither io.weight nor "
+                          f"io.bfq.weight exists ({d})")
+
+
+def memory_stats(d: str | None) -> dict[str, int | None]:
+    events = parse_flat_keyed(read_value(d, "memory.events"))
+    return {"usage": parse_int(read_value(d, "memory.current")),
+            "limit": parse_limit(read_value(d, "memory.max")),
+            "max_usage": parse_int(read_value(d, "memory.peak")),
+            "failcnt": events.get("max")}
+
+
+def cpu_stats(d: str | None) -> dict[str, int | None]:
+    st = parse_flat_keyed(read_value(d, "cpu.stat"))
+    return {"usage_ns": st.get("usage_usec", 0) * 1000,
+            "nr_periods": st.get("nr_periods", 0),
+            "nr_throttled": st.get("nr_throttled", 0),
+            "throttled_ns": st.get("throttled_usec", 0) * 1000}
+
+
+def pids_stats(d: str | None) -> dict[str, int | None]:
+    return {"current": parse_int(read_value(d, "pids.current")) or 0,
+            "limit": parse_limit(read_value(d, "pids.max"))}
+
+
+def oom_kills(d: str) -> int:
+    return parse_flat_keyed(read_value(d, "memory.events")).get("oom_kill", 0)
+
+
+def frozen(d: str) -> bool:
+    return parse_flat_keyed(read_value(d, "cgroup.events")).get("frozen") == 1
+
+
+def freeze(d: str, timeout: float = WAIT) -> None:
+    _set_frozen(d, True, timeout)
+
+
+def thaw(d: str, timeout: float = WAIT) -> None:
+    _set_frozen(d, False, timeout)
+
+
+def _set_frozen(d: str, want: bool, timeout: float) -> None:
+    """Write cgroup.freeze and wait for cgroup.events to report `frozen` accordingly."""
+    write_value(d, "cgroup.freeze", int(want))
+    deadline = time.monotonic() + timeout
+    while frozen(d) != want:
+        if time.monotonic() > deadline:
+            if want:
+                write_value(d, "cgroup.freeze", 0)
+            raise CgroupError(f"cannot set cgroup.freeze to {int(want)}: cgroup.events "
+                              f"still says frozen {int(not want)} after {timeout:g}s ({d})")
+        time.sleep(0.005)
