@@ -68,7 +68,8 @@ def _create_options(a: argparse.Namespace, auto_remove: bool = False) -> Any:
                          security_opt=a.security_opt, publish=a.publish,
                          resources={k: getattr(a, k) for k in _limit_flags()},
                          bridge=os.environ.get("RREF_BRIDGE"),
-                         bridge_subnet=os.environ.get("RREF_BRIDGE_SUBNET"))
+                         bridge_subnet=os.environ.get("RREF_BRIDGE_SUBNET"),
+                         cgroup_parent=a.cgroup_parent)
 
 
 def _env(a: argparse.Namespace) -> list[str]:
@@ -407,6 +408,7 @@ def _container_opts(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--mount", action="append", default=[])
     sp.add_argument("--tmpfs", action="append", default=[])
     sp.add_argument("--privileged", action="store_true")
+    sp.add_argument("--cgroup-parent")
     sp.add_argument("--security-opt", action="append", default=[])
     sp.add_argument("-p", "--publish", action="append", default=[])
     _limit_opts(sp)

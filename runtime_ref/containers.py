@@ -40,7 +40,7 @@ class CreateOptions:
                  security_opt: list[str] | None = None,
                  resources: dict[str, str | bool | None] | None = None,
                  publish: list[str] | None = None, bridge: str | None = None,
-                 bridge_subnet: str | None = None) -> None:
+                 bridge_subnet: str | None = None, cgroup_parent: str | None = None) -> None:
         self.image = image
         self.command = list(command or [])
         self.entrypoint = entrypoint
@@ -67,6 +67,7 @@ class CreateOptions:
         self.publish = list(publish or [])
         self.bridge = bridge
         self.bridge_subnet = bridge_subnet
+        self.cgroup_parent = cgroup_parent
 
 
 def _check_options(o: CreateOptions) -> None:
@@ -82,6 +83,10 @@ def _check_options(o: CreateOptions) -> None:
                          "absolute path")
     if o.network not in ("none", "host", "bridge"):
         raise UsageError(f"invalid network mode {o.network!r}: use none, host or bridge")
+    if o.cgroup_parent is not None and (".." in o.cgroup_parent.split("/")
+                                        or not o.cgroup_parent.strip("/")):
+        raise UsageError(f"invalid --cgroup-parent {o.cgroup_parent!r}: want a path like "
+                         "/rref or /system.slice/rref, without '..'")
     if o.publish and o.network != "bridge":
         raise UsageError("publishing ports needs --network bridge")
     _port_bindings(o)
@@ -334,7 +339,8 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
 
         owner = (to_host(0, maps[0]), to_host(0, maps[1])) if maps else None
         spec["mounts"] += volumes.realize(user_mounts, volumes.VolumeStore(store.root), owner)
-    cgroup = Cgroup.plan(f"rref-{cid}")
+    parent = "/" + o.cgroup_parent.strip("/") if o.cgroup_parent else None
+    cgroup = Cgroup.plan(f"rref-{cid}", parent)
     return {
         "Id": cid, "Name": "/" + name, "Created": now_iso(),
         "Path": args[0], "Args": args[1:],
@@ -346,6 +352,7 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
                        "NetworkMode": o.network, "Privileged": o.privileged,
                        "SecurityOpt": o.security_opt, "CapAdd": o.cap_add,
                        "CapDrop": o.cap_drop, "PortBindings": _port_bindings(o),
+                       "CgroupParent": o.cgroup_parent or "",
                        **host_config_resources(spec)},
         "Bridge": _bridge_of(o) if o.network == "bridge" else None,
         "Spec": spec,

@@ -129,3 +129,20 @@ def test_cgroup_is_removed_with_the_container(rref: Rref) -> None:
     rref("rm", "-f", cid)
     assert not [p for p in paths.values() if os.path.exists(p)]
     assert leaks(cid) == []
+
+
+def test_cgroup_parent(rref: Rref) -> None:
+    parent = f"rref-parent-{os.getpid()}"
+    cid = rref.run_d("--cgroup-parent", f"/{parent}", "busybox", "sleep", "60")
+    try:
+        with open(f"/proc/{rref.pid(cid)}/cgroup") as f:
+            lines = [ln for ln in f.read().split("\n") if ln and "name=" not in ln]
+        assert all(ln.endswith(f"/{parent}/rref-{cid}") for ln in lines), lines
+    finally:
+        rref("rm", "-f", cid)
+        for h in os.listdir("/sys/fs/cgroup"):
+            d = os.path.join("/sys/fs/cgroup", h, parent)
+            if os.path.isdir(d):
+                os.rmdir(d)
+    assert rref("run", "--rm", "--cgroup-parent", "/../x", "busybox", "true",
+                check=False).returncode == 125
