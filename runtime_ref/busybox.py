@@ -19,7 +19,10 @@ BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 
 def build_image(store: ImageStore) -> str:
     """Build and tag busybox:latest once (under the store lock), return its image id."""
-    with store.lock():
+    from .state import flock
+
+    store.ensure()
+    with flock(os.path.join(store.root, "busybox.lock")):
         repos = store.repositories()
         if DEFAULT_IMAGE in repos:
             return repos[DEFAULT_IMAGE]

@@ -362,8 +362,124 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 def cmd_images(a: argparse.Namespace) -> int:
     from . import view
 
-    view.images(_images(a), quiet=a.quiet)
+    view.images(_images(a), quiet=a.quiet, all_=a.all, filters=a.filter)
     return 0
+
+
+def cmd_diff(a: argparse.Namespace) -> int:
+    from . import commit
+
+    store = _store(a)
+    for kind, path in commit.diff(store, _images(a), store.resolve(a.container)):
+        print(f"{kind} {path}")
+    return 0
+
+
+def cmd_commit(a: argparse.Namespace) -> int:
+    from . import commit
+
+    store = _store(a)
+    print(commit.commit(store, _images(a), store.resolve(a.container), a.ref, a.message,
+                        a.author, a.change, pause=a.pause != "false"))
+    return 0
+
+
+def cmd_import(a: argparse.Namespace) -> int:
+    from . import commit
+
+    if a.file == "-":
+        print(commit.import_tar(_images(a), sys.stdin.buffer, a.ref, a.message, a.change))
+        return 0
+    try:
+        with open(a.file, "rb") as src:
+            print(commit.import_tar(_images(a), src, a.ref, a.message, a.change))
+    except OSError as e:
+        raise RrefError(f"cannot read {a.file}: {e.strerror}", 125) from None
+    return 0
+
+
+def cmd_rmi(a: argparse.Namespace) -> int:
+    from . import imagemgmt
+
+    store, images, code = _store(a), _images(a), 0
+    for ref in a.images:
+        try:
+            for line in imagemgmt.rmi(store, images, ref, a.force):
+                print(line)
+        except RrefError as e:
+            print(f"rref: {e}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def cmd_tag(a: argparse.Namespace) -> int:
+    from .commit import _check_ref
+
+    images = _images(a)
+    _check_ref(a.target)
+    images.tag(images.resolve(a.source).id, a.target)
+    return 0
+
+
+def cmd_history(a: argparse.Namespace) -> int:
+    from . import imagemgmt, view
+
+    rows = imagemgmt.history(_images(a), a.image)
+    if a.quiet:
+        for r in rows:
+            print(r["Id"] if a.no_trunc or r["Id"] == "<missing>" else r["Id"][7:19])
+        return 0
+    print(f"{'IMAGE':<15}{'CREATED':<20}{'CREATED BY':<48}{'SIZE':<10}COMMENT")
+    for r in rows:
+        by = r["CreatedBy"] if a.no_trunc else r["CreatedBy"][:45]
+        iid = r["Id"] if r["Id"] == "<missing>" else r["Id"][7:19]
+        print(f"{iid:<15}{view.human_ago(r['Created']) + ' ago':<20}{by:<48}"
+              f"{imagemgmt.human(r['Size']):<10}{r['Comment']}")
+    return 0
+
+
+def cmd_image(a: argparse.Namespace) -> int:
+    from . import imagemgmt
+
+    if a.icmd == "prune":
+        deleted, freed = imagemgmt.prune(_store(a), _images(a), a.all)
+        print("Deleted Images:" if deleted else "", end="\n" if deleted else "")
+        for d in deleted:
+            print(f"deleted: {d}")
+        print(f"Total reclaimed space: {imagemgmt.human(freed)}")
+        return 0
+    if a.icmd == "ls":
+        return cmd_images(a)
+    if a.icmd == "rm":
+        return cmd_rmi(a)
+    if a.icmd == "inspect":
+        from . import view
+
+        return view.inspect(_store(a), _images(a), a.targets, a.format, "image")
+    if a.icmd == "history":
+        return cmd_history(a)
+    if a.icmd == "tag":
+        return cmd_tag(a)
+    raise UsageError("image: a subcommand is required (ls, rm, prune, inspect, history, tag)")
+
+
+def cmd_system(a: argparse.Namespace) -> int:
+    from . import imagemgmt
+
+    store, images = _store(a), _images(a)
+    if a.scmd == "df":
+        rows = imagemgmt.system_df(store, images, a.root)
+        print(f"{'TYPE':<16}{'TOTAL':<8}{'ACTIVE':<8}{'SIZE':<12}RECLAIMABLE")
+        for r in rows:
+            pct = f" ({100 * r['Reclaimable'] // r['Size']}%)" if r["Size"] else ""
+            print(f"{r['Type']:<16}{r['Total']:<8}{r['Active']:<8}"
+                  f"{imagemgmt.human(r['Size']):<12}{imagemgmt.human(r['Reclaimable'])}{pct}")
+        return 0
+    if a.scmd == "prune":
+        for line in imagemgmt.system_prune(store, images, a.root, a.all, a.volumes):
+            print(line)
+        return 0
+    raise UsageError("system: a subcommand is required (df, prune)")
 
 
 def _limit_flags() -> tuple[str, ...]:
@@ -521,6 +637,68 @@ def _opts_stats(sp: argparse.ArgumentParser) -> None:
 
 def _opts_images(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-q", "--quiet", action="store_true")
+    sp.add_argument("-a", "--all", action="store_true")
+    sp.add_argument("-f", "--filter", action="append", default=[])
+
+
+def _opts_diff(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("container")
+
+
+def _opts_commit(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-m", "--message", default="")
+    sp.add_argument("-a", "--author", default="")
+    sp.add_argument("-c", "--change", action="append", default=[])
+    sp.add_argument("-p", "--pause", default="true", choices=["true", "false"])
+    sp.add_argument("container")
+    sp.add_argument("ref", nargs="?")
+
+
+def _opts_import(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-m", "--message", default="")
+    sp.add_argument("-c", "--change", action="append", default=[])
+    sp.add_argument("file")
+    sp.add_argument("ref", nargs="?")
+
+
+def _opts_rmi(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-f", "--force", action="store_true")
+    sp.add_argument("images", nargs="+")
+
+
+def _opts_tag(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("source")
+    sp.add_argument("target")
+
+
+def _opts_history(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-q", "--quiet", action="store_true")
+    sp.add_argument("--no-trunc", action="store_true")
+    sp.add_argument("image")
+
+
+def _opts_image(sp: argparse.ArgumentParser) -> None:
+    isub = sp.add_subparsers(dest="icmd", metavar="SUBCOMMAND", parser_class=_Parser)
+    p = isub.add_parser("prune", help="remove dangling images (-a: every unused image)")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+    _opts_images(isub.add_parser("ls", help="list images"))
+    _opts_rmi(isub.add_parser("rm", help="remove images"))
+    i = isub.add_parser("inspect", help="show images")
+    i.add_argument("-f", "--format")
+    i.add_argument("targets", nargs="+")
+    _opts_history(isub.add_parser("history", help="show an image's history"))
+    _opts_tag(isub.add_parser("tag", help="name an image"))
+
+
+def _opts_system(sp: argparse.ArgumentParser) -> None:
+    ssub = sp.add_subparsers(dest="scmd", metavar="SUBCOMMAND", parser_class=_Parser)
+    ssub.add_parser("df", help="disk usage of images, containers, volumes, build cache")
+    p = ssub.add_parser("prune", help="remove stopped containers, dangling images, build "
+                                      "cache (-a: unused images too; --volumes)")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--volumes", action="store_true")
 
 
 # name -> (handler, one-line help, argument set-up). `run`/`create` free -h for --hostname.
@@ -538,6 +716,14 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
     "ps": (cmd_ps, "list containers", _opts_ps),
     "inspect": (cmd_inspect, "low-level information on containers or images", _opts_inspect),
     "images": (cmd_images, "list images", _opts_images),
+    "diff": (cmd_diff, "changes to a container's filesystem (A/C/D)", _opts_diff),
+    "commit": (cmd_commit, "create an image from a container's changes", _opts_commit),
+    "import": (cmd_import, "create an image from a root filesystem tarball", _opts_import),
+    "rmi": (cmd_rmi, "remove images", _opts_rmi),
+    "tag": (cmd_tag, "give an image another name", _opts_tag),
+    "history": (cmd_history, "show an image's history", _opts_history),
+    "image": (cmd_image, "manage images: ls, rm, prune, inspect, history, tag", _opts_image),
+    "system": (cmd_system, "disk usage (df) and clean-up (prune)", _opts_system),
     "pause": (cmd_pause, "freeze every process of containers", _opts_containers),
     "unpause": (cmd_unpause, "thaw paused containers", _opts_containers),
     "update": (cmd_update, "change resource limits of containers", _opts_update),

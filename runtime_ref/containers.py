@@ -316,6 +316,12 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
         spec["linux"]["seccomp"] = profile_for(security["seccomp"],
                                                proc["capabilities"]["bounding"])
     spec["linux"]["resources"].update(_resources(o))
+    from .cgroups import detect
+
+    if detect().driver_for("devices") != 1:
+        # cgroup v2 controls devices with an eBPF program, which rref does not load yet:
+        # no device rules rather than a container that cannot start (see docs)
+        spec["linux"]["resources"].pop("devices", None)
     if o.privileged:
         _make_privileged(spec)
     spec["hostname"] = hostname
@@ -357,6 +363,7 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
         "Bridge": _bridge_of(o) if o.network == "bridge" else None,
         "Spec": spec,
         "Cgroup": cgroup.paths,
+        "CgroupBases": cgroup.bases,
         "GraphDriver": {"Name": "overlay", "Data": {
             "LowerDir": ":".join(lower), "UpperDir": upper, "WorkDir": work,
             "MergedDir": merged}},
@@ -489,15 +496,27 @@ def is_running(st: dict[str, Any]) -> bool:
         st.get("Pid", 0), st.get("PidStart", 0))
 
 
+def cgroup_of(cfg: dict[str, Any]) -> Cgroup:
+    return Cgroup(dict(cfg.get("Cgroup", {})), dict(cfg.get("CgroupBases", {})) or None)
+
+
 def kill_cgroup(cg: Cgroup) -> None:
-    for pid in cg.pids():
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+    """SIGKILL everything left in the cgroup (thawing it, so frozen tasks can die)."""
+    from .cgroups import CgroupError
+
+    if not cg.pids():
+        return
+    try:
+        cg.kill_all()
+    except CgroupError:
+        for pid in cg.pids():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def release(store: Store, cid: str, cfg: dict[str, Any]) -> list[str]:
     """Free host resources of a stopped container (cgroups, veth, address); return leftovers."""
-    cg = Cgroup(dict(cfg.get("Cgroup", {})))
+    cg = cgroup_of(cfg)
     kill_cgroup(cg)
     if cfg.get("Bridge"):
         from . import network

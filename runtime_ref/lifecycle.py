@@ -50,7 +50,6 @@ def exec_in(store: Store, cid: str, args: list[str], env: list[str], workdir: st
     if workdir is not None and not workdir.startswith("/"):
         raise UsageError(f"the working directory '{workdir}' is invalid, it needs to be an "
                          "absolute path")
-    from .cgroups import Cgroup
     from .init import exec_process
 
     cfg = store.config(cid)
@@ -67,7 +66,7 @@ def exec_in(store: Store, cid: str, args: list[str], env: list[str], workdir: st
     stdio = (0 if interactive else null, null if detach else 1, null if detach else 2)
     try:
         prog = monitor.seccomp_program(store, spec)
-        started = process.spawn(stdio, Cgroup(dict(cfg["Cgroup"])).procs_files(), prepare,
+        started = process.spawn(stdio, containers.cgroup_of(cfg).procs_files(), prepare,
                                 lambda fd, _go: exec_process(spec, fd, cwd, env_all, user,
                                                              seccomp_prog=prog))
     finally:
@@ -130,9 +129,8 @@ def kill(store: Store, cid: str, sig: int = signal.SIGKILL) -> None:
 
 
 def _cgroup(store: Store, cid: str) -> Any:
-    from .cgroups import Cgroup
 
-    return Cgroup(dict(store.config(cid)["Cgroup"]))
+    return containers.cgroup_of(store.config(cid))
 
 
 def pause(store: Store, cid: str) -> None:

@@ -59,11 +59,10 @@ class LogWriter:
 def supervise(store: Store, cid: str, foreground: bool, stdin_fd: int | None,
               notify_fd: int | None = None) -> int:
     """Run the container to completion; return docker's exit code for it."""
-    from .cgroups import Cgroup
 
     cfg = store.config(cid)
     spec = cfg["Spec"]
-    cg = Cgroup(dict(cfg["Cgroup"]))
+    cg = containers.cgroup_of(cfg)
     process.become_subreaper()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -234,11 +233,10 @@ def _pump(pid: int, out_r: int, err_r: int, log: LogWriter, foreground: bool,
 
 
 def _finish(store: Store, cid: str, cfg: dict[str, Any], code: int, error: str) -> None:
-    from .cgroups import Cgroup
 
     oom = False
     with contextlib.suppress(OSError, RrefError):
-        oom = Cgroup(dict(cfg["Cgroup"])).oom_killed()  # read before the cgroup goes
+        oom = containers.cgroup_of(cfg).oom_killed()  # read before the cgroup goes
     containers.release(store, cid, cfg)
     attrs = containers.event_attrs(cfg)
     if oom:

@@ -143,32 +143,47 @@ def inspect(store: Store, images: ImageStore, refs: list[str], fmt: str | None,
     return code
 
 
-def images(store: ImageStore, quiet: bool = False) -> None:
+def images(store: ImageStore, quiet: bool = False, all_: bool = False,
+           filters: list[str] | None = None) -> None:
+    """docker images: tagged and dangling images; build intermediates only with -a."""
+    from .errors import UsageError
+    from .imagemgmt import intermediate_images
+
+    want_dangling: bool | None = None
+    refs: list[str] = []
+    for f in filters or []:
+        key, _, value = f.partition("=")
+        if key == "dangling" and value in ("true", "false"):
+            want_dangling = value == "true"
+        elif key == "reference" and value:
+            refs.append(value)
+        else:
+            raise UsageError(f"invalid filter {f!r}: want dangling=true|false or reference=NAME")
+    hidden = set() if all_ else intermediate_images(store)
     rows = []
     for image_id in store.image_ids():
         img = store.get(image_id)
-        size = sum(_du(d) for d in img.layer_dirs)
+        if image_id in hidden and not img.tags:
+            continue
+        if want_dangling is not None and (not img.tags) != want_dangling:
+            continue
+        size = store.image_size(img)
         for tag in img.tags or ["<none>:<none>"]:
             repo, _, t = tag.rpartition(":")
+            if refs and not any(_ref_match(tag, r) for r in refs):
+                continue
             rows.append((repo, t, image_id[7:19], img.config.get("created", ""), size))
     if quiet:
         for r in dict.fromkeys(r[2] for r in rows):
             print(r)
         return
-    print(f"{'REPOSITORY':<24}{'TAG':<12}{'IMAGE ID':<15}{'CREATED':<22}SIZE")
+    print(f"{'REPOSITORY':<32}{'TAG':<12}{'IMAGE ID':<15}{'CREATED':<26}SIZE")
     for repo, tag, iid, created, size in rows:
-        print(f"{repo:<24}{tag:<12}{iid:<15}{human_ago(created) + ' ago':<22}"
+        print(f"{repo:<32}{tag:<12}{iid:<15}{human_ago(created) + ' ago':<26}"
               f"{size / 1e6:.1f}MB")
 
 
-def _du(path: str) -> int:
-    import os
+def _ref_match(tag: str, pattern: str) -> bool:
+    import fnmatch
 
-    total, seen = 0, set()
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            st = os.lstat(os.path.join(dirpath, f))
-            if st.st_ino not in seen:
-                seen.add(st.st_ino)
-                total += st.st_size
-    return total
+    return fnmatch.fnmatch(tag, pattern) or fnmatch.fnmatch(tag, pattern + ":*")

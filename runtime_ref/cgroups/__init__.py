@@ -218,13 +218,10 @@ class Cgroup:
 
     def base(self, key: str) -> str:
         """The deepest ancestor rref may not write to in hierarchy `key`."""
+        # Rebuilt from stored paths (no bases), nothing above the container's own
+        # directory is known to be ours: a --cgroup-parent may be the user's.
         path = self.paths[key]
-        b = self.bases.get(key)
-        if b is None:  # rebuilt from stored paths: below our own cgroup, as plan() did
-            layout = detect()
-            h = next((h for h in layout.hierarchies if h.key == key), None)
-            b = _host_dir(h, layout.own.get(key, "/")) if h is not None else ""
-        b = b.rstrip("/")
+        b = (self.bases.get(key) or "").rstrip("/")
         return b if b and path.startswith(b + "/") else os.path.dirname(path)
 
     def _v2_for(self, controller: str) -> str:

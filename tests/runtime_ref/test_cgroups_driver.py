@@ -7,6 +7,7 @@ fails; children forked into a cgroup are SIGKILLed and reaped there too.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -110,26 +111,29 @@ class Box:
             time.sleep(0.005)
 
     def close(self) -> None:
-        for pid in self.children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
-        left: list[str] = []
-        for cg in self.cgroups:
+        errors: list[str] = []
+        for cg in self.cgroups:  # first: kill_all thaws frozen cgroups so SIGKILL lands
             try:
                 cg.kill_all()
-            finally:
-                left += cg.remove()
+            except CgroupError as e:
+                errors.append(str(e))
+        for pid in list(self.children):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            try:
+                self.reap(pid)
+            except (AssertionError, ChildProcessError) as e:
+                errors.append(f"child {pid}: {e}")
+        for cg in self.cgroups:
+            errors += [f"left behind: {p}" for p in cg.remove()]
         for d in self.dirs:
             try:
                 os.rmdir(d)
             except FileNotFoundError:
                 pass
-            except OSError:
-                left.append(d)
-        assert not left, f"test cgroups left behind: {left}"
+            except OSError as e:
+                errors.append(f"left behind: {d} ({e.strerror})")
+        assert not errors, errors
 
 
 @pytest.fixture
@@ -529,15 +533,13 @@ def test_v2_memory_enforcement(box: Box) -> None:
     assert cg.stats()["memory"]["limit"] == 64 * MiB
 
 
-def test_stored_paths_find_their_base() -> None:
-    lay = detect()
-    u = lay.unified()
-    if u is not None:
-        cg = Cgroup({"unified": os.path.join(u.mountpoint, "rref-x")})
-        assert cg.base("unified") == u.mountpoint
-    planned = Cgroup.plan("rref-x")
-    rebuilt = Cgroup(planned.paths)
-    assert {k: rebuilt.base(k) for k in planned.paths} == planned.bases
+def test_only_our_own_ancestors_count_as_ours() -> None:
+    planned = Cgroup.plan("rref-x/rref-y", parent="/rref-given-parent")
+    rebuilt = Cgroup(planned.paths)  # as the monitor does, from the stored paths
+    for key, path in planned.paths.items():
+        assert planned.base(key) == os.path.dirname(os.path.dirname(path))  # the parent
+        assert rebuilt.base(key) == os.path.dirname(path)  # nothing above is known ours
+    assert Cgroup({"unified": "/x/rref-z"}, {"unified": "/elsewhere"}).base("unified") == "/x"
 
 
 # -- pure parsing and validation ---------------------------------------------------------------
