@@ -366,6 +366,22 @@ def cmd_images(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(a: argparse.Namespace) -> int:
+    from . import build
+
+    args = {}
+    for item in a.build_arg:
+        k, eq, v = item.partition("=")
+        if not eq:
+            v = os.environ.get(k, "")
+        args[k] = v
+    image_id = build.build(_store(a), _images(a), a.context, a.file, a.tag, args,
+                           no_cache=a.no_cache, quiet=a.quiet)
+    if a.quiet:
+        print(image_id)
+    return 0
+
+
 def cmd_diff(a: argparse.Namespace) -> int:
     from . import commit
 
@@ -641,6 +657,15 @@ def _opts_images(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-f", "--filter", action="append", default=[])
 
 
+def _opts_build(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-t", "--tag", action="append", default=[])
+    sp.add_argument("-f", "--file")
+    sp.add_argument("--build-arg", action="append", default=[])
+    sp.add_argument("--no-cache", action="store_true")
+    sp.add_argument("-q", "--quiet", action="store_true")
+    sp.add_argument("context")
+
+
 def _opts_diff(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("container")
 
@@ -716,6 +741,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
     "ps": (cmd_ps, "list containers", _opts_ps),
     "inspect": (cmd_inspect, "low-level information on containers or images", _opts_inspect),
     "images": (cmd_images, "list images", _opts_images),
+    "build": (cmd_build, "build an image from a Dockerfile", _opts_build),
     "diff": (cmd_diff, "changes to a container's filesystem (A/C/D)", _opts_diff),
     "commit": (cmd_commit, "create an image from a container's changes", _opts_commit),
     "import": (cmd_import, "create an image from a root filesystem tarball", _opts_import),
@@ -731,6 +757,14 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
     "events": (cmd_events, "show container events (follows until --until)", _opts_events),
     "volume": (cmd_volume, "manage volumes: create, ls, inspect, rm, prune", _opts_volume),
 }
+def _image_transport_commands() -> None:
+    """save/load/pull/push live in imagecmds (cheap to import: argparse, sys, errors)."""
+    from .imagecmds import COMMANDS as TRANSPORT
+
+    COMMANDS.update(TRANSPORT)
+
+
+_image_transport_commands()
 _NO_DASH_H = ("create", "run")
 
 
@@ -782,6 +816,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
+    except OSError as e:  # a host error nobody translated: still one line, never a traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"rref: {e.strerror or e}{where}", file=sys.stderr)
+        return 125
 
 
 def entry() -> NoReturn:

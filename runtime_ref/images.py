@@ -223,7 +223,8 @@ class ImageStore:
             return meta["gzip"]["digest"], meta["gzip"]["size"], gz
         tmp = f"{gz}.tmp-{os.getpid()}"
         with (open(self.layer_tar(diff_id), "rb") as src, open(tmp, "wb") as raw,
-              gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as z):
+              gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0,
+                            compresslevel=6) as z):
             while chunk := src.read(1 << 20):
                 z.write(chunk)
         h = hashlib.sha256()

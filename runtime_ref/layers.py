@@ -792,6 +792,119 @@ def changes(upper: str, *, lowers: Iterable[str] = (), exclude: Iterable[str] = 
 # -- changeset -> layer dir -------------------------------------------------
 
 
+_REGULAR = (b"0", b"\x00", b"7")
+_T_DIR, _T_SYM, _T_LNK, _T_CHR, _T_BLK, _T_FIFO = b"5", b"2", b"1", b"3", b"4", b"6"
+
+
+def _copy_member(tf: Any, size: int, fd: int, ap: _Applier) -> None:
+    """Write the `size` data bytes of the current member, and consume its padding, so
+    that tarfile finds the next header where it is (no seek)."""
+    want = size + (-size % 512)
+    s = tf.fileobj
+    if want <= _CHUNK or type(s).__name__ != "_Stream" or getattr(s, "comptype", "") != "tar":
+        left = want
+        while left:
+            chunk = s.read(left if left < _CHUNK else _CHUNK)
+            if not chunk:
+                ap.fail("unexpected end of data")
+            n = len(chunk)
+            if n > left - (want - size):  # the tail of this chunk is padding
+                chunk = memoryview(chunk)[:max(0, left - (want - size))]
+            if chunk:
+                _write_all(fd, chunk)
+            left -= n
+        return
+    # Large data: take what tarfile's stream has buffered, then read the source
+    # directly into one reused buffer (tarfile would join and slice 10 KiB reads).
+    head = s.buf[:want]
+    s.buf = s.buf[len(head):]
+    _write_all(fd, memoryview(head)[:size])
+    done = len(head)
+    raw = s.fileobj
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    readinto = raw.readinto if type(raw) in (io.BufferedReader, io.FileIO) else None
+    while done < want:
+        n = min(want - done, _CHUNK)
+        if readinto is not None:
+            got = readinto(view[:n])
+        else:
+            data = raw.read(n)
+            got = len(data)
+            view[:got] = data
+        if not got:
+            ap.fail("unexpected end of data")
+        data_end = min(done + got, size)
+        if data_end > done:
+            _write_all(fd, view[:data_end - done])
+        done += got
+    s.pos += want
+
+
+def _umask() -> int:
+    """The process umask, read without setting it (os.umask would, for all threads)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return -1
+
+
+def _fast_tarinfo() -> Any:
+    """A TarInfo whose frombuf parses the common ustar header in one struct.unpack
+    (tarfile's is the bulk of the per-entry cost); anything unusual is left to it."""
+    global _FastInfo
+    if _FastInfo is not None:
+        return _FastInfo
+    import struct
+    import tarfile
+
+    fields = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x").unpack
+
+    class FastInfo(tarfile.TarInfo):
+        @classmethod
+        def frombuf(cls, buf: bytes, encoding: str, errors: str) -> Any:
+            if len(buf) != 512 or buf[156:157] in (b"S", b"") or buf[345] != 0:
+                return super().frombuf(buf, encoding, errors)
+            (name, mode, uid, gid, size, mtime, chk, typ, link, _magic, uname, gname,
+             major, minor, _prefix) = fields(buf)
+            try:
+                chksum = int(chk.partition(b"\x00")[0], 8)
+                if chksum != sum(buf) - sum(chk) + 256:
+                    raise ValueError
+                obj = cls()
+                obj.mode = int(mode.partition(b"\x00")[0], 8)
+                obj.uid = int(uid.partition(b"\x00")[0], 8)
+                obj.gid = int(gid.partition(b"\x00")[0], 8)
+                obj.size = int(size.partition(b"\x00")[0], 8)
+                obj.mtime = int(mtime.partition(b"\x00")[0], 8)
+                if typ in (b"3", b"4"):
+                    obj.devmajor = int(major.partition(b"\x00")[0] or b"0", 8)
+                    obj.devminor = int(minor.partition(b"\x00")[0] or b"0", 8)
+            except ValueError:  # base-256 numbers, odd padding, bad checksum
+                return super().frombuf(buf, encoding, errors)
+            obj.chksum = chksum
+            obj.type = typ
+            obj.name = name.partition(b"\x00")[0].decode(encoding, errors)
+            obj.linkname = link.partition(b"\x00")[0].decode(encoding, errors)
+            obj.uname = uname.partition(b"\x00")[0].decode(encoding, errors)
+            obj.gname = gname.partition(b"\x00")[0].decode(encoding, errors)
+            if typ == b"\x00" and obj.name.endswith("/"):
+                obj.type = tarfile.DIRTYPE
+            if obj.type == tarfile.DIRTYPE:
+                obj.name = obj.name.rstrip("/")
+            return obj
+
+    _FastInfo = FastInfo
+    return FastInfo
+
+
+_FastInfo: Any = None
+
+
 class _Applier:
     """Extracts tar entries into `dest` through dir fds, never following a symlink.
 
@@ -811,6 +924,12 @@ class _Applier:
         self.root_st = os.fstat(self.root)
         self.root_xattrs = {n: os.getxattr(self.root, n) for n in os.listxattr(self.root)}
         self.root_touched = False
+        # Skipped syscalls for the common regular file: no fchown when the owner is
+        # who creates it (and no setgid parent hands down its group), no fchmod when
+        # the mode survives the umask at creation (not with default ACLs around).
+        self.ids = (os.geteuid(), os.getegid())
+        self.sgid = {""} if self.root_st.st_mode & stat.S_ISGID else set()
+        self.umask = _umask() if "system.posix_acl_default" not in self.root_xattrs else -1
 
     def fail(self, msg: str) -> None:
         raise LayerError(f"invalid layer entry {self.name!r}: {msg}")
@@ -910,7 +1029,13 @@ class _Applier:
     def meta_dir(self, fd: int, key: str, m: Any) -> None:
         os.fchown(fd, m.uid, m.gid)
         os.fchmod(fd, m.mode & 0o7777)
+        if m.mode & stat.S_ISGID:
+            self.sgid.add(key)
+        else:
+            self.sgid.discard(key)
         for n, v in self.xattrs(m):
+            if n.startswith("system.posix_acl_default"):
+                self.umask = -1
             os.setxattr(fd, n, v)
         self.dir_times[key] = self.times(m)
 
@@ -928,11 +1053,17 @@ class _Applier:
     # entries
 
     def entry(self, tf: Any, m: Any) -> None:
-        import tarfile
-
         if len(self.fds) > 64:
             self.evict()
         name = self.name = m.name
+        t = m.type
+        if t in _REGULAR and "/." not in name and "//" not in name and name[:1] not in "/." \
+                and name[-1:] != "/" and "\x00" not in name and m.sparse is None:
+            # the common case: a regular file at a plain relative path (no '.', '..',
+            # '' or .wh.* component: no component starts with a dot)
+            pkey, _, base = name.rpartition("/")
+            self.regular(tf, m, pkey, name, base)
+            return
         if "\x00" in name:
             self.fail("NUL in the name")
         if name.startswith("/"):
@@ -940,11 +1071,10 @@ class _Applier:
         parts = [p for p in name.split("/") if p and p != "."]
         if ".." in parts:
             self.fail("'..' in the path")
-        t = m.type
         if m.sparse is not None:
             self.fail("sparse files are not supported")
         if not parts:
-            if t != tarfile.DIRTYPE:
+            if t != _T_DIR:
                 self.fail("the layer root must be a directory")
             self.root_touched = True
             self.meta_dir(self.root, "", m)
@@ -960,9 +1090,9 @@ class _Applier:
             self.whiteout(pkey, base, m)
             return
         key = f"{pkey}/{base}" if pkey else base
-        if t in tarfile.REGULAR_TYPES:
+        if t in _REGULAR:
             self.regular(tf, m, pkey, key, base)
-        elif t == tarfile.DIRTYPE:
+        elif t == _T_DIR:
             pfd = self.dirfd(pkey)
             prev = self.clear(pfd, key, base, True)
             if prev != "d":
@@ -972,7 +1102,7 @@ class _Applier:
             if prev == "w":
                 os.setxattr(fd, OVL_OPAQUE, b"y")
             self.meta_dir(fd, key, m)
-        elif t == tarfile.SYMTYPE:
+        elif t == _T_SYM:
             if "\x00" in m.linkname:
                 self.fail("NUL in the symlink target")
             pfd = self.dirfd(pkey)
@@ -980,19 +1110,19 @@ class _Applier:
             os.symlink(m.linkname, base, dir_fd=pfd)
             self.kinds[key] = "l"
             self.meta_node(pfd, base, m, False)
-        elif t == tarfile.LNKTYPE:
+        elif t == _T_LNK:
             self.hardlink(m, pkey, key, base)
-        elif t in (tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE):
-            if t == tarfile.CHRTYPE and m.devmajor == 0 and m.devminor == 0:
+        elif t in (_T_CHR, _T_BLK, _T_FIFO):
+            if t == _T_CHR and m.devmajor == 0 and m.devminor == 0:
                 self.fail("char device 0/0 (a whiteout must be a .wh. file)")
-            if t != tarfile.FIFOTYPE and not self.allow_devices:
+            if t != _T_FIFO and not self.allow_devices:
                 self.fail("device nodes are not allowed")
             pfd = self.dirfd(pkey)
             self.clear(pfd, key, base, False)
-            if t == tarfile.FIFOTYPE:
+            if t == _T_FIFO:
                 os.mkfifo(base, 0o600, dir_fd=pfd)
             else:
-                fmt = stat.S_IFCHR if t == tarfile.CHRTYPE else stat.S_IFBLK
+                fmt = stat.S_IFCHR if t == _T_CHR else stat.S_IFBLK
                 os.mknod(base, fmt | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
             self.kinds[key] = "n"
             self.meta_node(pfd, base, m, True)
@@ -1000,28 +1130,45 @@ class _Applier:
             self.fail(f"unsupported entry type {t!r}")
 
     def regular(self, tf: Any, m: Any, pkey: str, key: str, base: str) -> None:
-        pfd = self.dirfd(pkey)
-        self.clear(pfd, key, base, False)
-        fd = os.open(base, _O_CREATE, 0o600, dir_fd=pfd)
+        pfd = self.fds.get(pkey)
+        if pfd is None:
+            pfd = self.dirfd(pkey)
+        if key in self.kinds:
+            self.clear(pfd, key, base, False)
+        mode = m.mode & 0o7777
+        umask = self.umask
+        direct = umask >= 0 and not mode & (0o7000 | umask)
+        fd = os.open(base, _O_CREATE, mode if direct else 0o600, dir_fd=pfd)
         self.kinds[key] = "f"
         try:
-            left = m.size
-            read = tf.fileobj.read
-            while left:
-                chunk = read(left if left < _CHUNK else _CHUNK)
-                if not chunk:
-                    self.fail("unexpected end of data")
-                _write_all(fd, chunk)
-                left -= len(chunk)
-            os.fchown(fd, m.uid, m.gid)
-            os.fchmod(fd, m.mode & 0o7777)
+            size = m.size
+            if size:
+                want = size + (-size % 512)  # with the padding: tarfile then needs no seek
+                if want <= _CHUNK:
+                    chunk = tf.fileobj.read(want)
+                    if len(chunk) != want:
+                        self.fail("unexpected end of data")
+                    n = os.write(fd, chunk[:size] if want != size else chunk)
+                    if n != size:
+                        _write_all(fd, memoryview(chunk)[n:size])
+                else:
+                    _copy_member(tf, size, fd, self)
+            if (m.uid, m.gid) != self.ids or pkey in self.sgid:
+                os.fchown(fd, m.uid, m.gid)
+            if not direct:
+                os.fchmod(fd, mode)
             if m.pax_headers:
                 for n, v in self.xattrs(m):  # after chown, which drops security.capability
                     os.setxattr(fd, n, v)
-            os.utime(fd, ns=self.times(m))
+            mt = m.mtime
+            if type(mt) is int and not m.pax_headers:
+                mt *= 1_000_000_000
+                os.utime(fd, ns=(mt, mt))
+            else:
+                os.utime(fd, ns=self.times(m))
         finally:
             os.close(fd)
-        self.total += m.size
+        self.total += size
 
     def hardlink(self, m: Any, pkey: str, key: str, base: str) -> None:
         link = m.linkname
@@ -1145,7 +1292,7 @@ def apply_tar(src: BinaryIO, dest: str, *, allow_devices: bool = True) -> int:
         raise
     try:
         try:
-            with tarfile.open(fileobj=src, mode="r|") as tf:
+            with tarfile.open(fileobj=src, mode="r|", tarinfo=_fast_tarinfo()) as tf:
                 while True:
                     m = tf.next()
                     if m is None:
