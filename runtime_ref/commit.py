@@ -14,7 +14,7 @@ import os
 import time
 
 from . import containers, events
-from .errors import EXIT_RUNTIME, RrefError, UsageError
+from .errors import UsageError
 from .images import ImageStore, normalize_ref
 from .state import Store
 
@@ -158,8 +158,13 @@ def _arch() -> str:
 
 
 def add_changeset(images: ImageStore, upper: str, lowers: list[str],
-                  exclude: list[str]) -> str | None:
-    """Write the OCI changeset of `upper` and store it as a layer; None if it is empty."""
+                  exclude: list[str], maps: tuple[list[Any], list[Any]] | None = None
+                  ) -> str | None:
+    """Write the OCI changeset of `upper` and store it as a layer; None if it is empty.
+
+    `maps` (uid map, gid map) of a user-namespaced container: its upper layer holds
+    host ids, which are shifted back to the ids the container saw.
+    """
     from . import layers
 
     if not layers.changes(upper, lowers=lowers, exclude=exclude):
@@ -169,6 +174,8 @@ def add_changeset(images: ImageStore, upper: str, lowers: list[str],
     try:
         with open(tmp, "wb") as out:
             layers.write_changeset(upper, out, lowers=lowers, exclude=exclude)
+        if maps:
+            _unshift_owners(tmp, maps)
         with open(tmp, "rb") as src:
             return images.add_layer_tar(src)
     finally:
@@ -176,19 +183,39 @@ def add_changeset(images: ImageStore, upper: str, lowers: list[str],
             os.unlink(tmp)
 
 
+def _unshift_owners(path: str, maps: tuple[list[Any], list[Any]]) -> None:
+    """Rewrite a tar's owners from host ids to container ids (unmapped: 65534)."""
+    import tarfile
+
+    from .idmap import OVERFLOW_ID
+
+    def back(host: int, mapping: list[Any]) -> int:
+        for m in mapping:
+            if m["hostID"] <= host < m["hostID"] + m["size"]:
+                return m["containerID"] + host - m["hostID"]
+        return OVERFLOW_ID
+
+    tmp = path + ".ids"
+    with tarfile.open(path, "r:") as src, tarfile.open(tmp, "w:",
+                                                      format=tarfile.PAX_FORMAT) as dst:
+        for ti in src:
+            ti.uid, ti.gid = back(ti.uid, maps[0]), back(ti.gid, maps[1])
+            dst.addfile(ti, src.extractfile(ti) if ti.isreg() else None)
+    os.replace(tmp, path)
+
+
 def commit(store: Store, images: ImageStore, cid: str, ref: str | None, message: str = "",
            author: str = "", changes: list[str] | None = None, pause: bool = True) -> str:
     cfg, upper, lowers = _layer_context(store, images, cid)
-    if cfg["Spec"]["linux"].get("uidMappings"):
-        raise RrefError("commit of a container with a user namespace is not supported yet",
-                        EXIT_RUNTIME)
+    linux = cfg["Spec"]["linux"]
+    maps = (linux["uidMappings"], linux["gidMappings"]) if linux.get("uidMappings") else None
     base_id = cfg["Image"]
     base = images.get(base_id).config
     config = parse_changes(changes or [], _container_config(cfg, base))
     if ref is not None:
         _check_ref(ref)
     with _paused(store, cid, pause):
-        diff_id = add_changeset(images, upper, lowers, excluded_paths(cfg))
+        diff_id = add_changeset(images, upper, lowers, excluded_paths(cfg), maps)
     cmd = " ".join([cfg.get("Path", ""), *cfg.get("Args", [])])
     image_id = images.add_image(new_image_config(base, diff_id, config, cmd, message, author,
                                                  empty_layer=diff_id is None),

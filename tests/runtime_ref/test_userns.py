@@ -118,3 +118,15 @@ def test_unreachable_bind_source_is_a_clear_error(rref: Rref,
              check=False)
     assert p.returncode == 125
     assert p.stderr.strip().endswith(f"bind source {tmp_path}: Permission denied")
+
+
+def test_commit_of_a_user_namespaced_container_keeps_container_ids(rref: Rref) -> None:
+    import uuid
+
+    n = rref.name()
+    rref("run", "--name", n, "--uidmap", MAP, "busybox", "sh", "-c",
+         "echo x > /rootfile; touch /userfile; chown 1000:1000 /userfile")
+    image = f"rref-t-{uuid.uuid4().hex[:8]}:u"
+    rref("commit", n, image)
+    out = rref.out("run", "--rm", image, "stat", "-c", "%u %g", "/rootfile", "/userfile")
+    assert out.split("\n")[:2] == ["0 0", "1000 1000"]  # not the host's 200000/201000
