@@ -41,4 +41,13 @@ if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 # byte-compile once here: start-up time matters and PYTHONDONTWRITEBYTECODE may be set
 .venv/bin/python -m compileall -q runtime_ref conformance probes reports >/dev/null
+# The pinned Allure 3 CLI that renders the HTML report (reports/package-lock.json).
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -x reports/node_modules/.bin/allure ] || \
+     [ reports/package-lock.json -nt reports/node_modules/.package-lock.json ]; then
+    (cd reports && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+else
+  echo "setup: npm not found: the HTML report cannot be rendered (results are still written)"
+fi
 echo "setup: ok ($(.venv/bin/python --version))"
