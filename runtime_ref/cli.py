@@ -19,7 +19,19 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
 
+class _Formatter(argparse.HelpFormatter):
+    """A fixed width: argparse's own default imports shutil on every parser (start-up cost)."""
+
+    def __init__(self, prog: str) -> None:
+        cols = os.environ.get("COLUMNS", "")
+        super().__init__(prog, width=(int(cols) if cols.isdigit() else 100) - 2)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
 
