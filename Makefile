@@ -12,11 +12,14 @@ setup:
 test: setup
 	$(PYTEST) -n 2 -q tests
 
-# Until the conformance suite lands, the main job checks the reference runtime's
-# kernel behaviours with its integration tests, after describing the host.
+# The main job: describe the host, verify every behaviour against rref, render the
+# HTML report (even when behaviours fail) and print where it is.
+RESULTS ?= reports/out/latest
+RUNTIME ?= ref
 conformance: setup
 	$(VENV)/bin/conform doctor
-	$(PYTEST) -n 2 -q tests/runtime_ref
+	$(VENV)/bin/conform run --runtime $(RUNTIME) -n 2 --results $(RESULTS); rc=$$?; \
+	$(VENV)/bin/conform report --results $(RESULTS) || rc=1; exit $$rc
 
 lint: setup
 	$(VENV)/bin/ruff check .

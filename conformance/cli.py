@@ -2,7 +2,8 @@
 
 Why this module exists: it is the one entry point (`conform = "conformance.cli:main"`) that
 people and CI type.  It only parses arguments and dispatches; the work lives in other modules
-(`conformance.hostinfo` for `doctor`).
+(`conformance.hostinfo` for `doctor`, pytest with the suite's plugin for `run`,
+`conformance.coverage` for `list`).
 
 Adding a subcommand: write ``_add_<name>(subparsers)`` that creates the parser and sets
 ``func=<handler>``, where the handler takes the parsed ``argparse.Namespace`` and returns an
@@ -202,11 +203,147 @@ def render_doctor(info: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# run
+# --------------------------------------------------------------------------------------------
+
+
+def _add_run(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="run the behaviour tests against runtimes (a thin wrapper over pytest)",
+        description="Run the conformance suite (conformance/tests) with pytest. Arguments "
+        "conform does not know are passed to pytest (-k, -x, --lf, test paths...).",
+    )
+    p.add_argument(
+        "--runtime",
+        default="ref",
+        metavar="LIST",
+        help="comma list: ref, ref-oci, runc, crun, youki, podman, docker, "
+        "oci:/path, each optionally NAME=... (default: ref)",
+    )
+    p.add_argument(
+        "--results",
+        default=None,
+        metavar="DIR",
+        help="summary.json, junit.xml, allure-results (default reports/out/latest)",
+    )
+    p.add_argument(
+        "-n",
+        dest="workers",
+        default=None,
+        metavar="N",
+        help="parallel workers (pytest-xdist), e.g. 2 or auto",
+    )
+    p.set_defaults(func=cmd_run, passthrough=True)
+
+
+def pytest_args(args: argparse.Namespace, extra: list[str]) -> list[str]:
+    """The pytest command line for `conform run` (the behaviour tests unless paths given)."""
+    from conformance.coverage import tests_dir
+    from conformance.plugin import RESULTS_DEFAULT
+
+    extra = [a for a in extra if a != "--"]
+    targets = [a for a in extra if not a.startswith("-") and ("::" in a or os.path.exists(a))]
+    argv = [] if targets else [str(tests_dir())]
+    argv += ["--runtime", args.runtime, "--results", args.results or RESULTS_DEFAULT]
+    if args.workers:
+        argv += ["-n", str(args.workers)]
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        argv += ["-p", "conformance.plugin"]
+    return argv + extra
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """exec pytest (a fresh interpreter: the suite's modules are imported, and assertion-
+    rewritten, by pytest itself); pytest's exit status is conform's."""
+    argv = [sys.executable, "-m", "pytest", *pytest_args(args, args.extra)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+    return 1  # not reached
+
+
+# --------------------------------------------------------------------------------------------
+# list
+# --------------------------------------------------------------------------------------------
+
+
+def _add_list(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "list",
+        help="print the behaviour catalogue and the tests covering each ID",
+        description="Print every behaviour (ID, level, title) with the behaviour tests that "
+        "check it (collect-only: no container starts).",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--uncovered", action="store_true", help="only IDs without a test")
+    p.set_defaults(func=cmd_list)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from conformance import catalogue, coverage
+
+    code, by_id, output = coverage.collect()
+    if code not in (0, 5):  # 5: no tests collected
+        print(output, file=sys.stderr)
+        print(
+            f"{PROG}: collecting the behaviour tests failed (pytest exit {code})", file=sys.stderr
+        )
+        return 1
+    rows = coverage.table(catalogue.load(), by_id)
+    covered, total = sum(1 for r in rows if r["tests"]), len(rows)
+    if args.uncovered:
+        rows = [r for r in rows if not r["tests"]]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        tests = ", ".join(r["tests"]) or "-"
+        print(f"{r['id']:<9} {r['level']:<6} {r['title']}")
+        print(f"{'':<16} tests: {tests}")
+    print(f"({covered} of {total} behaviours covered)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+
+
+def _add_report(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="render the HTML report (Allure 3) from a results directory",
+        description="Render <results>/allure-results into an HTML report with the pinned "
+        "Allure 3 CLI and print the path of its index.html.",
+    )
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="results of `conform run` (default reports/out/latest)")
+    p.add_argument("--output", default=None, metavar="DIR",
+                   help="report directory (default <results>/html)")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from conformance.plugin import RESULTS_DEFAULT
+    from reports.html import ReportError, render
+
+    results = args.results or RESULTS_DEFAULT
+    try:
+        index = render(results, args.output or os.path.join(results, "html"))
+    except ReportError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
+    print(f"report: {index}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # Parser and entry point
 # --------------------------------------------------------------------------------------------
 
 #: One function per subcommand; each registers its parser on the subparsers action.
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_doctor]
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_doctor, _add_run, _add_list, _add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,7 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "passthrough", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.extra = extra
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

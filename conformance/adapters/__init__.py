@@ -1,0 +1,95 @@
+"""Runtime adapters and the `--runtime` vocabulary.
+
+`--runtime` takes a comma list of choices, each `KIND` or `NAME=KIND`:
+
+* ``ref`` -- the reference runtime's CLI (`rref`); ``ref-oci`` -- rref as an OCI runtime
+  (a stub until rref reads bundles);
+* ``runc``, ``crun``, ``youki`` -- OCI runtimes found on PATH; ``oci:/path`` -- any
+  runc-compatible binary (named after the file unless NAME= is given);
+* ``podman``, ``docker`` -- engines through their CLI;
+* ``fake`` / ``fake:tok1+tok2`` -- no containers; for testing the harness itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from conformance.adapters.base import Runtime
+
+OCI_NAMES = ("runc", "crun", "youki")
+ENGINE_NAMES = ("podman", "docker")
+KINDS = ("ref", "ref-oci", *OCI_NAMES, *ENGINE_NAMES, "oci:<path>", "fake")
+
+
+class ChoiceError(ValueError):
+    """A --runtime value the suite does not understand."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    name: str
+    kind: str  # ref, ref-oci, oci, engine, fake
+    target: str  # binary name or path; fake: capability list
+
+
+def parse_choices(text: str) -> list[Choice]:
+    """`ref,runc,mine=oci:/opt/rt` -> choices; duplicate names are an error."""
+    out: list[Choice] = []
+    for raw in (p.strip() for p in text.split(",")):
+        if not raw:
+            continue
+        name, eq, what = raw.partition("=")
+        if not eq:
+            name, what = "", raw
+        if what == "ref":
+            choice = Choice(name or "ref", "ref", "rref")
+        elif what == "ref-oci":
+            choice = Choice(name or "ref-oci", "ref-oci", "rref")
+        elif what in OCI_NAMES:
+            choice = Choice(name or what, "oci", what)
+        elif what in ENGINE_NAMES:
+            choice = Choice(name or what, "engine", what)
+        elif what.startswith("oci:"):
+            path = what[4:]
+            if not path.startswith("/"):
+                raise ChoiceError(f"--runtime {raw!r}: oci: needs an absolute path")
+            choice = Choice(name or os.path.basename(path), "oci", path)
+        elif what == "fake" or what.startswith("fake:"):
+            choice = Choice(name or "fake", "fake", what[5:])
+        else:
+            raise ChoiceError(f"--runtime {raw!r}: unknown runtime (known: {', '.join(KINDS)})")
+        if not choice.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ChoiceError(f"--runtime {raw!r}: name {choice.name!r} must be alphanumeric")
+        if any(c.name == choice.name for c in out):
+            raise ChoiceError(f"--runtime: {choice.name!r} given twice")
+        out.append(choice)
+    if not out:
+        raise ChoiceError("--runtime: no runtime given")
+    return out
+
+
+def make(choice: Choice) -> Runtime:
+    """The adapter for ``choice`` (nothing is probed or started here)."""
+    if choice.kind == "ref":
+        from conformance.adapters.ref import RefRuntime
+
+        return RefRuntime(choice.name)
+    if choice.kind == "ref-oci":
+        from conformance.adapters.stub import ref_oci
+
+        return ref_oci(choice.name)
+    if choice.kind == "oci":
+        from conformance.adapters.oci import OciRuntime
+
+        return OciRuntime(choice.name, choice.target)
+    if choice.kind == "engine":
+        from conformance.adapters.engine import EngineRuntime
+
+        return EngineRuntime(choice.name, choice.target)
+    if choice.kind == "fake":
+        from conformance.adapters.stub import FakeRuntime
+
+        caps = frozenset(t for t in choice.target.split("+") if t)
+        return FakeRuntime(choice.name, caps)
+    raise ChoiceError(f"unknown runtime kind {choice.kind!r}")

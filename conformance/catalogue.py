@@ -1,0 +1,100 @@
+"""The behaviour catalogue (`behaviours.toml`): what the suite verifies, by stable ID.
+
+Why: tests name behaviour IDs, reports group by area and level, and coverage is checked
+against the full list; all of them read this one typed view of the TOML file.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+
+LEVELS = ("MUST", "SHOULD", "MAY")
+
+#: Allure severity of each level.
+SEVERITY = {"MUST": "critical", "SHOULD": "normal", "MAY": "minor"}
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    id: str
+    level: str
+    area: str
+    area_title: str
+    title: str
+    observe: str
+    links: tuple[str, ...] = ()
+    level_stated: bool = True
+
+    @property
+    def severity(self) -> str:
+        return SEVERITY[self.level]
+
+
+class CatalogueError(ValueError):
+    """The catalogue file is malformed."""
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    areas: dict[str, str]
+    behaviours: dict[str, Behaviour]  # in file order
+
+    def __contains__(self, bid: object) -> bool:
+        return bid in self.behaviours
+
+    def __getitem__(self, bid: str) -> Behaviour:
+        return self.behaviours[bid]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.behaviours.values())
+
+    def __len__(self) -> int:
+        return len(self.behaviours)
+
+    def ids(self, level: str | None = None) -> list[str]:
+        return [b.id for b in self if level is None or b.level == level]
+
+
+def parse(text: str) -> Catalogue:
+    """A Catalogue from TOML text; every field is checked so a typo fails loudly."""
+    data = tomllib.loads(text)
+    areas = data.get("areas")
+    if not isinstance(areas, dict) or not areas:
+        raise CatalogueError("missing [areas] table")
+    out: dict[str, Behaviour] = {}
+    for entry in data.get("behaviour", []):
+        bid = entry.get("id", "?")
+        missing = [k for k in ("id", "level", "area", "title", "observe") if not entry.get(k)]
+        if missing:
+            raise CatalogueError(f"{bid}: missing {', '.join(missing)}")
+        if entry["level"] not in LEVELS:
+            raise CatalogueError(f"{bid}: level {entry['level']!r} is not one of {LEVELS}")
+        if entry["area"] not in areas:
+            raise CatalogueError(f"{bid}: unknown area {entry['area']!r}")
+        if not bid.startswith(entry["area"] + "-"):
+            raise CatalogueError(f"{bid}: id does not start with its area {entry['area']}")
+        if bid in out:
+            raise CatalogueError(f"{bid}: duplicate id")
+        out[bid] = Behaviour(
+            id=bid,
+            level=entry["level"],
+            area=entry["area"],
+            area_title=areas[entry["area"]],
+            title=entry["title"],
+            observe=entry["observe"],
+            links=tuple(entry.get("links", ())),
+            level_stated=entry.get("level_stated", True),
+        )
+    if not out:
+        raise CatalogueError("no [[behaviour]] entries")
+    return Catalogue(areas=dict(areas), behaviours=out)
+
+
+@functools.cache
+def load() -> Catalogue:
+    """The packaged catalogue, parsed once per process."""
+    text = resources.files("conformance").joinpath("behaviours.toml").read_text("utf-8")
+    return parse(text)

@@ -1,0 +1,91 @@
+"""Security defaults (SEC-01..03): bounded capabilities, no_new_privs, device access."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conformance.adapters.base import ContainerSpec
+from conformance.adapters.ocispec import DEFAULT_CAPS
+from conformance.tests.support import reported, sh
+
+#: docker's default set (lower case, no CAP_): the bound a default container must stay in.
+DEFAULT_SET = {c.removeprefix("CAP_").lower() for c in DEFAULT_CAPS}
+#: Capabilities that give the host away; named by the behaviour text and moby's defaults.
+FORBIDDEN = {
+    "sys_admin",
+    "sys_module",
+    "sys_rawio",
+    "sys_ptrace",
+    "sys_boot",
+    "sys_time",
+    "net_admin",
+    "mac_admin",
+    "mac_override",
+    "bpf",
+    "perfmon",
+    "syslog",
+    "dac_read_search",
+    "linux_immutable",
+    "sys_resource",
+    "audit_control",
+    "checkpoint_restore",
+}
+
+
+@pytest.mark.behaviour("SEC-01")
+def test_default_capabilities_are_bounded(runtime, inspect_inside):
+    inside = inspect_inside()
+    bnd, eff = inside.caps("CapBnd"), inside.caps("CapEff")
+    assert not bnd & FORBIDDEN, f"default bounding set holds {sorted(bnd & FORBIDDEN)}"
+    assert bnd <= DEFAULT_SET, f"bounding set exceeds docker's default: {sorted(bnd - DEFAULT_SET)}"
+    assert eff <= bnd, f"effective caps outside the bounding set: {sorted(eff - bnd)}"
+
+
+@pytest.mark.behaviour("SEC-02")
+def test_no_new_privs_when_configured(runtime, inspect_inside):
+    inside = inspect_inside(no_new_privs=True)
+    assert inside.status.get("NoNewPrivs") == "1", (
+        f"NoNewPrivs: {inside.status.get('NoNewPrivs')} (want 1)"
+    )
+
+
+#: Device nodes outside the default set, harmless to open: (type, major, minor, host path).
+PROBES = (("b", 7, 0, "/dev/loop0"), ("c", 1, 11, "/dev/kmsg"), ("c", 10, 237, "/dev/loop-control"))
+
+
+def _host_openable() -> list[tuple[str, int, int, str]]:
+    """Probe devices the harness itself can open on this host (the positive control: a
+    sandboxed host may deny some devices to everyone, which would prove nothing)."""
+    out = []
+    for kind, major, minor, path in PROBES:
+        try:
+            st = os.stat(path)
+            if (os.major(st.st_rdev), os.minor(st.st_rdev)) != (major, minor):
+                continue
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        except OSError:
+            continue
+        out.append((kind, major, minor, path))
+    return out
+
+
+@pytest.mark.behaviour("SEC-03")
+@pytest.mark.requires("cgroup:devices")
+def test_devices_beyond_default_set_are_denied(runtime):
+    probes = _host_openable()
+    if not probes:
+        pytest.skip("unsupported: no probe device node the host itself can open")
+    # /dev is a tmpfs without nodev: the devices cgroup is what must say no.
+    script = "; ".join(
+        f"mknod /dev/conform-{i} {kind} {major} {minor}; "
+        f"head -c 1 /dev/conform-{i} > /dev/null; echo open{i}=$?"
+        for i, (kind, major, minor, _) in enumerate(probes)
+    )
+    res = runtime.run(
+        ContainerSpec(argv=sh(f"{script}; head -c 1 /dev/zero > /dev/null; echo zero=$?"))
+    )
+    assert reported(res, "zero=") == "0", f"default devices unusable: {res.describe()}"
+    opened = [path for i, (_, _, _, path) in enumerate(probes) if reported(res, f"open{i}=") == "0"]
+    assert not opened, f"device nodes outside the default set opened inside: {opened}"

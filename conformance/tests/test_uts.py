@@ -1,0 +1,62 @@
+"""UTS namespace (UTS-01..04): the container has its own hostname."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance import facts
+from conformance.adapters.base import ContainerSpec
+from conformance.tests.support import ran, sh, started, token
+
+
+@pytest.mark.behaviour("UTS-01")
+def test_hostname_is_the_configured_one(runtime, inspect_inside):
+    name = token("c")
+    inside = inspect_inside(hostname=name)
+    assert inside.hostname == name, f"hostname inside is {inside.hostname!r}, want {name!r}"
+
+
+@pytest.mark.behaviour("UTS-01")
+@pytest.mark.requires("engine", "detach")
+def test_default_hostname_is_short_id(runtime, container):
+    s = started(runtime, container, ContainerSpec())
+    got = facts.uts_hostname(s.pid)
+    assert got == s.container.id[:12], (
+        f"default hostname is {got!r}, want the short container id {s.container.id[:12]!r}"
+    )
+
+
+@pytest.mark.behaviour("UTS-02")
+def test_hostname_change_stays_inside(runtime):
+    host_before = facts.host_hostname()
+    new = token("c")
+    res = ran(runtime, ContainerSpec(cap_add=["SYS_ADMIN"], argv=sh(f"hostname {new} && hostname")))
+    assert res.stdout.strip() == new, f"hostname inside did not change: {res.describe()}"
+    assert facts.host_hostname() == host_before, "changing the hostname inside changed the host's"
+
+
+@pytest.mark.behaviour("UTS-03")
+@pytest.mark.requires("detach")
+def test_two_containers_have_independent_hostnames(runtime, container):
+    a, b, b2 = token("a"), token("b"), token("b2")
+    sa = started(runtime, container, ContainerSpec(hostname=a))
+    sb = started(
+        runtime,
+        container,
+        ContainerSpec(hostname=b, cap_add=["SYS_ADMIN"]),
+        prepare=f"hostname {b2}",
+    )
+    assert facts.uts_hostname(sb.pid) == b2, "the second container could not rename itself"
+    assert facts.uts_hostname(sa.pid) == a, "renaming one container renamed the other"
+    assert facts.ns_id(sa.pid, "uts") != facts.ns_id(sb.pid, "uts")
+
+
+@pytest.mark.behaviour("UTS-04")
+@pytest.mark.requires("engine")
+def test_etc_hostname_matches(runtime, inspect_inside):
+    name = token("c")
+    inside = inspect_inside(hostname=name)
+    assert inside.etc_hostname is not None, "/etc/hostname does not exist inside"
+    assert inside.etc_hostname == (inside.hostname + "\n").encode(), (
+        f"/etc/hostname holds {inside.etc_hostname!r}, want {inside.hostname + chr(10)!r}"
+    )

@@ -1,0 +1,61 @@
+"""Per-session scratch space and the names of every host resource the session creates.
+
+Why: xdist workers run in parallel and runs may overlap, so each session works under its own
+/tmp/conform-<sid> and records the names it gives out; the end-of-session leak check looks
+only for those names.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from conformance import rootfs
+from conformance.errors import Unsupported
+
+
+class Workspace:
+    """Scratch directory, base rootfs and the leak-marker registry of one pytest session."""
+
+    def __init__(self, parent: str = "/tmp") -> None:
+        self.sid = uuid.uuid4().hex[:10]
+        self.dir = Path(parent) / f"conform-{self.sid}"
+        self.dir.mkdir(mode=0o755)
+        os.chmod(self.dir, 0o755)  # traversable by mapped (user namespace) container roots
+        self.markers: set[str] = {str(self.dir)}
+        self._tree: Path | None = None
+        self._hash: str | None = None
+
+    def path(self, *parts: str) -> Path:
+        p = self.dir.joinpath(*parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def mark(self, *names: str) -> None:
+        """Remember host-resource names (container ids, cgroup names...) for leak checks."""
+        self.markers.update(n for n in names if n and len(n) >= 8)
+
+    def base_tree(self) -> Path:
+        """The suite's busybox rootfs (built on first use; Unsupported without a static
+        busybox)."""
+        if self._tree is None:
+            busybox = rootfs.find_busybox()
+            if busybox is None:
+                raise Unsupported(
+                    "unsupported: tool:busybox (no static busybox for the suite's "
+                    "rootfs; install busybox-static)"
+                )
+            tree = self.dir / "rootfs"
+            rootfs.build_tree(busybox, tree)
+            self._tree = tree
+        return self._tree
+
+    def base_hash(self) -> str:
+        if self._hash is None:
+            self._hash = rootfs.content_hash(self.base_tree())
+        return self._hash
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,161 @@
+"""Adapters without a runtime: the --runtime vocabulary and the translation of a
+ContainerSpec into rref flags, podman flags and an OCI config.json."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from conformance.adapters import ChoiceError, make, parse_choices
+from conformance.adapters.base import ContainerSpec, IdMap, Volume
+from conformance.adapters.engine import EngineRuntime
+from conformance.adapters.ocispec import DEFAULT_CAPS, build_config
+from conformance.adapters.ref import RefRuntime
+from conformance.errors import Unsupported
+from conformance.tokens import ADAPTER_TOKENS
+
+
+def test_parse_choices():
+    got = parse_choices("ref, runc,podman,mine=oci:/opt/bin/rt,oci:/x/crun2,ref-oci,fake:exec")
+    assert [(c.name, c.kind, c.target) for c in got] == [
+        ("ref", "ref", "rref"),
+        ("runc", "oci", "runc"),
+        ("podman", "engine", "podman"),
+        ("mine", "oci", "/opt/bin/rt"),
+        ("crun2", "oci", "/x/crun2"),
+        ("ref-oci", "ref-oci", "rref"),
+        ("fake", "fake", "exec"),
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "lxc", "runc,runc", "a=oci:relative", "b c=ref"])
+def test_bad_choices(text):
+    with pytest.raises(ChoiceError):
+        parse_choices(text)
+
+
+def test_capabilities_use_known_tokens():
+    for text in ("ref", "runc", "podman", "fake"):
+        rt = make(parse_choices(text)[0])
+        assert rt.capabilities() <= ADAPTER_TOKENS.keys(), text
+    assert make(parse_choices("ref-oci")[0]).available().endswith("no OCI bundle mode yet")
+    assert "not installed" in make(parse_choices("x=oci:/no/such/rt")[0]).available()
+
+
+SPEC = ContainerSpec(
+    argv=["sh", "-c", "true"],
+    hostname="h1",
+    env={"A": "1"},
+    uid_map=[IdMap(0, 200000, 65536)],
+    memory=32 << 20,
+    cpu_quota=10000,
+    cpu_period=50000,
+    pids_limit=9,
+    cpuset_cpus="1",
+    volumes=[Volume("/tmp/src", "/vol", readonly=True)],
+    readonly_rootfs=True,
+    workdir="/home",
+    user="1:1",
+    cap_add=["SYS_ADMIN"],
+    cap_drop=["NET_RAW"],
+    no_new_privs=True,
+    seccomp="unconfined",
+)
+
+
+def test_oci_config_from_spec(tmp_path: Path):
+    (tmp_path / "etc").mkdir()
+    cfg = build_config(SPEC, tmp_path, cgroups_path="conform-x")
+    linux, proc = cfg["linux"], cfg["process"]
+    assert sorted(n["type"] for n in linux["namespaces"]) == [
+        "cgroup",
+        "ipc",
+        "mount",
+        "network",
+        "pid",
+        "user",
+        "uts",
+    ]
+    assert (
+        linux["uidMappings"]
+        == linux["gidMappings"]
+        == [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    )
+    assert linux["cgroupsPath"] == "conform-x"
+    assert linux["resources"]["memory"] == {"limit": 32 << 20}
+    assert linux["resources"]["cpu"] == {"quota": 10000, "period": 50000, "cpus": "1"}
+    assert linux["resources"]["pids"] == {"limit": 9}
+    assert linux["resources"]["devices"][0] == {"allow": False, "access": "rwm"}
+    assert "/proc/kcore" in linux["maskedPaths"] and "/proc/sys" in linux["readonlyPaths"]
+    caps = proc["capabilities"]["bounding"]
+    assert "CAP_SYS_ADMIN" in caps and "CAP_NET_RAW" not in caps
+    assert set(caps) == (set(DEFAULT_CAPS) - {"CAP_NET_RAW"}) | {"CAP_SYS_ADMIN"}
+    assert proc["user"] == {"uid": 1, "gid": 1} and proc["cwd"] == "/home"
+    assert proc["noNewPrivileges"] is True and "A=1" in proc["env"]
+    assert cfg["root"] == {"path": str(tmp_path), "readonly": True}
+    assert cfg["hostname"] == "h1"
+    vol = next(m for m in cfg["mounts"] if m["destination"] == "/vol")
+    assert vol == {
+        "destination": "/vol",
+        "type": "bind",
+        "source": "/tmp/src",
+        "options": ["rbind", "rprivate", "ro"],
+    }
+    assert {m["destination"] for m in cfg["mounts"]} >= {
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/sys",
+        "/sys/fs/cgroup",
+    }
+
+
+def test_oci_config_defaults(tmp_path: Path):
+    cfg = build_config(ContainerSpec(), tmp_path, cgroups_path="c")
+    assert "hostname" not in cfg, "no hostname unless asked: that is an engine's default"
+    assert "user" not in [n["type"] for n in cfg["linux"]["namespaces"]]
+    with pytest.raises(Unsupported):
+        build_config(ContainerSpec(network="bridge"), tmp_path, cgroups_path="c")
+
+
+def test_rref_flags():
+    f = RefRuntime("ref", binary="/bin/true").flags(SPEC)
+    pairs = set(itertools.pairwise(f))
+    for pair in [
+        ("--network", "none"),
+        ("--hostname", "h1"),
+        ("-e", "A=1"),
+        ("--uidmap", "0:200000:65536"),
+        ("--memory", str(32 << 20)),
+        ("--cpu-quota", "10000"),
+        ("--cpu-period", "50000"),
+        ("--pids-limit", "9"),
+        ("--cpuset-cpus", "1"),
+        ("-v", "/tmp/src:/vol:ro"),
+        ("-w", "/home"),
+        ("-u", "1:1"),
+        ("--cap-add", "SYS_ADMIN"),
+        ("--cap-drop", "NET_RAW"),
+        ("--security-opt", "no-new-privileges"),
+        ("--security-opt", "seccomp=unconfined"),
+    ]:
+        assert pair in pairs, pair
+    assert "--read-only" in f
+    with pytest.raises(Unsupported):
+        RefRuntime("ref", binary="/bin/true").flags(
+            ContainerSpec(namespaces=frozenset({"mnt", "pid"}))
+        )
+
+
+def test_podman_flags_never_use_the_default_bridge():
+    f = EngineRuntime("podman", "/usr/bin/podman").flags(SPEC)
+    assert f[:4] == ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+    assert ("--network", "none") in set(itertools.pairwise(f))
+    assert {"--pid=private", "--ipc=private", "--uts=private", "--cgroupns=private"} <= set(f)
+    assert ("--gidmap", "0:200000:65536") in set(itertools.pairwise(f))
+    with pytest.raises(Unsupported):
+        EngineRuntime("podman", "/usr/bin/podman").flags(ContainerSpec(network="bridge"))
