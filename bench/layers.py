@@ -15,17 +15,25 @@ same job on the same data, on the same machine, in the same run:
 Two trees: "small", 100 dirs x 100 files of 1-4 KiB (10,000 files, per-entry
 overhead), and "large", 4 files of 64 MiB of random data (throughput).
 Rounds are interleaved and the order alternates each round; before each timed
-operation the page cache's dirty data is synced (untimed), so that one
-operation's writeback does not land in the next one's time. Times are
-time.perf_counter() wall times; GNU tar's include its process start (~1 ms).
-Output: median ms per operation and the ours/tar ratio of the medians.
+operation dirty data is synced (untimed), so that one operation's writeback
+does not land in the next one's time. Wall time is time.perf_counter();
+CPU time is user+sys from getrusage (ours: this process; GNU tar: the child,
+including its ~1 ms start). Output: medians and the ours/tar ratios.
+
+Outputs of the large tree are deleted after each round; those of the small
+tree only at the end: for ~30 s after mass deletions, ext4's inode allocator
+(find_inode_bit -> recently_deleted) re-reads the inode table on every
+create, which costs ~0.3 ms of kernel time per file, for tar and apply_tar
+alike, and would drown both. `--tmpfs` mounts a tmpfs on the bench dir
+(named rref-bench-layers, unmounted at the end) to measure CPU cost without
+the disk.
 
 Everything lives under /tmp/rref-bench-layers-* and is removed at the end
 (also on failure). Not collected by pytest. Run as root (tar -x as root keeps
 owners, the same work apply_tar does); stdlib only.
 
-    .venv/bin/python bench/layers.py [--rounds 5] [--json FILE]
-                                     [--profile small:apply_tar]
+    .venv/bin/python bench/layers.py [--rounds 5] [--json FILE] [--tmpfs]
+                                     [--only small,large] [--profile small:apply_tar]
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import json
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -79,44 +88,57 @@ def _fresh(work: Path, tag: str) -> Path:
     return d
 
 
-def ops(work: Path, tree: Path, tarball: Path) -> dict[str, Callable[[], Callable[[], Any]]]:
-    """name -> prepare() returning the timed call (preparation is untimed)."""
+def _cpu(who: int) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
 
-    def apply_ours() -> Callable[[], Any]:
-        dest = _fresh(work, "x-ours")
+
+# name -> (prepare(work, tree, tarball) -> the timed call, whose CPU time counts)
+Op = Callable[[Path, Path, Path], Callable[[], Any]]
+
+
+def _apply_ours(work: Path, tree: Path, tarball: Path) -> Callable[[], Any]:
+    dest = _fresh(work, "x-ours")
+
+    def run() -> None:
+        with open(tarball, "rb") as f:
+            apply_tar(f, str(dest))
+    return run
+
+
+def _apply_gnu(work: Path, tree: Path, tarball: Path) -> Callable[[], Any]:
+    dest = _fresh(work, "x-tar")
+    return lambda: subprocess.run([TAR, "-xf", str(tarball), "-C", str(dest)], check=True)
+
+
+def _writer(fn: Callable[..., None]) -> Op:
+    def prep(work: Path, tree: Path, tarball: Path) -> Callable[[], Any]:
+        out = work / f"c-ours-{time.monotonic_ns()}.tar"
 
         def run() -> None:
-            with open(tarball, "rb") as f:
-                apply_tar(f, str(dest))
+            with open(out, "wb") as f:
+                fn(str(tree), f)
         return run
-
-    def apply_tar_cmd() -> Callable[[], Any]:
-        dest = _fresh(work, "x-tar")
-        return lambda: subprocess.run([TAR, "-xf", str(tarball), "-C", str(dest)], check=True)
-
-    def write(fn: Callable[..., None]) -> Callable[[], Callable[[], Any]]:
-        def prep() -> Callable[[], Any]:
-            out = work / f"c-{time.monotonic_ns()}.tar"
-
-            def run() -> None:
-                with open(out, "wb") as f:
-                    fn(str(tree), f)
-            return run
-        return prep
-
-    def create_tar_cmd() -> Callable[[], Any]:
-        out = work / f"c-{time.monotonic_ns()}.tar"
-        return lambda: subprocess.run([TAR, "-cf", str(out), "-C", str(tree), "."], check=True)
-
-    return {"apply_tar": apply_ours, "tar -xf": apply_tar_cmd,
-            "write_tree": write(write_tree), "write_changeset": write(write_changeset),
-            "tar -cf": create_tar_cmd}
+    return prep
 
 
-def clean_outputs(work: Path, keep: set[Path]) -> None:
+def _create_gnu(work: Path, tree: Path, tarball: Path) -> Callable[[], Any]:
+    out = work / f"c-tar-{time.monotonic_ns()}.tar"
+    return lambda: subprocess.run([TAR, "-cf", str(out), "-C", str(tree), "."], check=True)
+
+
+OPS: dict[str, tuple[Op, int]] = {
+    "apply_tar": (_apply_ours, resource.RUSAGE_SELF),
+    "tar -xf": (_apply_gnu, resource.RUSAGE_CHILDREN),
+    "write_tree": (_writer(write_tree), resource.RUSAGE_SELF),
+    "write_changeset": (_writer(write_changeset), resource.RUSAGE_SELF),
+    "tar -cf": (_create_gnu, resource.RUSAGE_CHILDREN),
+}
+PAIRS = (("apply_tar", "tar -xf"), ("write_tree", "tar -cf"), ("write_changeset", "tar -cf"))
+
+
+def clean(work: Path) -> None:
     for p in work.iterdir():
-        if p in keep:
-            continue
         if p.is_dir():
             shutil.rmtree(p)
         else:
@@ -127,6 +149,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--tmpfs", action="store_true",
+                    help="work on a tmpfs mounted on the bench dir (no disk noise: CPU cost)")
+    ap.add_argument("--only", default="small,large", help="trees to run (small,large)")
     ap.add_argument("--profile", metavar="TREE:OP",
                     help="cProfile one operation once (e.g. small:apply_tar) and exit")
     args = ap.parse_args()
@@ -134,67 +159,86 @@ def main() -> int:
         print("bench/layers.py: run as root (tar -x keeps owners only as root)", file=sys.stderr)
         return 2
     base = Path(tempfile.mkdtemp(prefix="rref-bench-layers-", dir="/tmp"))
+    mounted = False
     try:
-        trees = {"small": base / "small", "large": base / "large"}
-        build_small(trees["small"])
-        build_large(trees["large"])
+        if args.tmpfs:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6g", "rref-bench-layers",
+                            str(base)], check=True)
+            mounted = True
+        names = [t for t in args.only.split(",") if t]
+        trees = {t: base / t for t in names}
+        for t, tree in trees.items():
+            (build_small if t == "small" else build_large)(tree)
         works: dict[str, Path] = {}
         tarballs: dict[str, Path] = {}
-        for name, tree in trees.items():
-            works[name] = base / f"work-{name}"
-            works[name].mkdir()
-            tarballs[name] = base / f"{name}.tar"
-            with open(tarballs[name], "wb") as f:
+        for t, tree in trees.items():
+            works[t] = base / f"work-{t}"
+            works[t].mkdir()
+            tarballs[t] = base / f"{t}.tar"
+            with open(tarballs[t], "wb") as f:
                 write_tree(str(tree), f)
+        os.sync()
         if args.profile:
             import cProfile
             import pstats
 
-            tname, op = args.profile.split(":", 1)
-            run = ops(works[tname], trees[tname], tarballs[tname])[op]()
+            t, op = args.profile.split(":", 1)
+            run = OPS[op][0](works[t], trees[t], tarballs[t])
             os.sync()
             prof = cProfile.Profile()
             prof.runcall(run)
             pstats.Stats(prof).sort_stats("tottime").print_stats(15)
             return 0
-        times: dict[str, dict[str, list[float]]] = {t: {} for t in trees}
+        wall: dict[str, dict[str, list[float]]] = {t: {} for t in trees}
+        cpu: dict[str, dict[str, list[float]]] = {t: {} for t in trees}
         for r in range(args.rounds):
-            for tname in trees:
-                table = ops(works[tname], trees[tname], tarballs[tname])
-                order = list(table) if r % 2 == 0 else list(reversed(table))
+            for t in trees:
+                order = list(OPS) if r % 2 == 0 else list(reversed(OPS))
                 for op in order:
-                    run = table[op]()
-                    os.sync()
-                    t0 = time.perf_counter()
+                    prep, who = OPS[op]
+                    run = prep(works[t], trees[t], tarballs[t])
+                    os.sync()  # the previous operation's writeback is not this one's
+                    c0, t0 = _cpu(who), time.perf_counter()
                     run()
-                    times[tname].setdefault(op, []).append((time.perf_counter() - t0) * 1e3)
-                    clean_outputs(works[tname], set())
-        report(times, args)
+                    t1, c1 = time.perf_counter(), _cpu(who)
+                    wall[t].setdefault(op, []).append((t1 - t0) * 1e3)
+                    cpu[t].setdefault(op, []).append((c1 - c0) * 1e3)
+                if t != "small":  # small: kept to the end (ext4 recently_deleted, above)
+                    clean(works[t])
+                    os.sync()
+        report(wall, cpu, args)
     finally:
+        if mounted:
+            subprocess.run(["umount", str(base)], check=False)
         shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
-PAIRS = (("apply_tar", "tar -xf"), ("write_tree", "tar -cf"), ("write_changeset", "tar -cf"))
-
-
-def report(times: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> None:
-    med = {t: {op: statistics.median(v) for op, v in ops_.items()} for t, ops_ in times.items()}
+def report(wall: dict[str, dict[str, list[float]]], cpu: dict[str, dict[str, list[float]]],
+           args: argparse.Namespace) -> None:
     version = subprocess.run([TAR, "--version"], capture_output=True, text=True).stdout
-    print(f"rounds: {args.rounds}; python {platform.python_version()}, "
-          f"{version.splitlines()[0] if version else TAR}")
-    print(f"{'tree':<6} {'ours':<16} {'median ms':>10} {'tar':<8} {'median ms':>10} {'ratio':>6}")
+    print(f"rounds: {args.rounds}; {'tmpfs' if args.tmpfs else 'disk (/tmp)'}; "
+          f"python {platform.python_version()}; {version.splitlines()[0] if version else TAR}")
+    print(f"{'tree':<6} {'ours':<16} {'tar':<8} {'wall ms':>15} {'ratio':>6} "
+          f"{'cpu ms':>15} {'ratio':>6}")
     rows = []
-    for t, m in med.items():
+    for t in wall:
+        mw = {op: statistics.median(v) for op, v in wall[t].items()}
+        mc = {op: statistics.median(v) for op, v in cpu[t].items()}
         for ours, theirs in PAIRS:
-            ratio = m[ours] / m[theirs]
-            rows.append({"tree": t, "ours": ours, "ours_ms": round(m[ours], 1), "tar": theirs,
-                         "tar_ms": round(m[theirs], 1), "ratio": round(ratio, 2)})
-            print(f"{t:<6} {ours:<16} {m[ours]:>10.1f} {theirs:<8} {m[theirs]:>10.1f} "
-                  f"{ratio:>6.2f}")
+            row = {"tree": t, "ours": ours, "tar": theirs,
+                   "ours_wall_ms": round(mw[ours], 1), "tar_wall_ms": round(mw[theirs], 1),
+                   "wall_ratio": round(mw[ours] / mw[theirs], 2),
+                   "ours_cpu_ms": round(mc[ours], 1), "tar_cpu_ms": round(mc[theirs], 1),
+                   "cpu_ratio": round(mc[ours] / mc[theirs], 2) if mc[theirs] else None}
+            rows.append(row)
+            print(f"{t:<6} {ours:<16} {theirs:<8} {mw[ours]:>7.1f}/{mw[theirs]:<7.1f} "
+                  f"{row['wall_ratio']:>6.2f} {mc[ours]:>7.1f}/{mc[theirs]:<7.1f} "
+                  f"{row['cpu_ratio']:>6.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rounds": args.rounds, "rows": rows, "samples_ms": times}, f, indent=1)
+            json.dump({"rounds": args.rounds, "tmpfs": args.tmpfs, "rows": rows,
+                       "wall_ms": wall, "cpu_ms": cpu}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+from zlib import adler32 as _adler32
 
 from .errors import EXIT_RUNTIME, RrefError
 
@@ -134,7 +135,6 @@ class HashingReader(io.RawIOBase):
 # -- writing tars -----------------------------------------------------------
 
 _MAGIC = b"ustar\x0000"
-_MAGIC_SUM = sum(_MAGIC) + 8 * 32  # the checksum field counts as 8 spaces
 _NUMS = b"%07o\x00%07o\x00%07o\x00%011o\x00%011o\x00"
 _Z16 = b"\x00" * 16
 _Z64 = b"\x00" * 64
@@ -157,10 +157,12 @@ def _pax_record(key: bytes, value: bytes) -> bytes:
 
 def _ustar(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, typ: bytes,
            link: bytes, dev: bytes) -> bytes:
-    head = name.ljust(100, b"\x00") + _NUMS % (mode & 0o7777, uid, gid, size, mtime)
-    chk = sum(head) + typ[0] + sum(link) + sum(dev) + _MAGIC_SUM
-    return b"".join((head, b"%06o\x00 " % chk, typ, link.ljust(100, b"\x00"), _MAGIC, _Z64,
-                     dev or _Z16, _Z167))
+    block = b"".join((name.ljust(100, b"\x00"), _NUMS % (mode & 0o7777, uid, gid, size, mtime),
+                      b"        ", typ, link.ljust(100, b"\x00"), _MAGIC, _Z64, dev or _Z16,
+                      _Z167))
+    # the byte sum; of an ASCII block (< 65521) adler32's low half minus one, in C
+    chk = (_adler32(block) & 0xFFFF) - 1 if block.isascii() else sum(block)
+    return b"%s%06o\x00 %s" % (block[:148], chk, block[156:])
 
 
 def _header(name: str, mode: int, uid: int, gid: int, size: int, mtime: int, typ: bytes,
@@ -854,48 +856,84 @@ def _umask() -> int:
 
 
 def _fast_tarinfo() -> Any:
-    """A TarInfo whose frombuf parses the common ustar header in one struct.unpack
-    (tarfile's is the bulk of the per-entry cost); anything unusual is left to it."""
+    """A TarInfo for tarfile's stream mode that parses the common ustar header
+    itself (tarfile's frombuf and member processing are most of the per-entry
+    cost) and leaves anything unusual (PAX and GNU extension headers, base-256
+    numbers, ustar prefixes, sparse files) to tarfile. Unlike tarfile, a corrupt
+    or truncated header ends nothing quietly: it is an error. User and group
+    names are not read (owners are numeric)."""
     global _FastInfo
     if _FastInfo is not None:
         return _FastInfo
     import struct
     import tarfile
+    import zlib
 
-    fields = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x").unpack
+    unpack = struct.Struct("100s7sx7sx7sx11sx11sx8sc100s8s64x7sx7sx155s12x").unpack
+    simple = (b"0", b"\x00", b"7", b"1", b"2", b"3", b"4", b"5", b"6")
+
+    def checksum_ok(buf: bytes, chk: bytes) -> bool:
+        # tarfile's unsigned byte sum; for an ASCII block (sum < 65521) it is
+        # adler32's low half minus one, which C computes faster than sum()
+        try:
+            want = int(chk[:7].partition(b"\x00")[0], 8) - 256 + sum(chk)
+        except ValueError:
+            return False
+        got = (zlib.adler32(buf) & 0xFFFF) - 1 if buf.isascii() else sum(buf)
+        return got == want
 
     class FastInfo(tarfile.TarInfo):
+        __slots__ = ()
+
         @classmethod
         def frombuf(cls, buf: bytes, encoding: str, errors: str) -> Any:
-            if len(buf) != 512 or buf[156:157] in (b"S", b"") or buf[345] != 0:
+            if len(buf) != 512 or buf[345] or buf[156:157] not in simple:
                 return super().frombuf(buf, encoding, errors)
-            (name, mode, uid, gid, size, mtime, chk, typ, link, _magic, uname, gname,
-             major, minor, _prefix) = fields(buf)
+            (name, mode, uid, gid, size, mtime, chk, typ, link, _magic, major, minor,
+             _prefix) = unpack(buf)
             try:
-                chksum = int(chk.partition(b"\x00")[0], 8)
-                if chksum != sum(buf) - sum(chk) + 256:
-                    raise ValueError
                 obj = cls()
-                obj.mode = int(mode.partition(b"\x00")[0], 8)
-                obj.uid = int(uid.partition(b"\x00")[0], 8)
-                obj.gid = int(gid.partition(b"\x00")[0], 8)
-                obj.size = int(size.partition(b"\x00")[0], 8)
-                obj.mtime = int(mtime.partition(b"\x00")[0], 8)
+                obj.mode = int(mode, 8)
+                obj.uid = int(uid, 8)
+                obj.gid = int(gid, 8)
+                obj.size = int(size, 8)
+                obj.mtime = int(mtime, 8)
                 if typ in (b"3", b"4"):
-                    obj.devmajor = int(major.partition(b"\x00")[0] or b"0", 8)
-                    obj.devminor = int(minor.partition(b"\x00")[0] or b"0", 8)
-            except ValueError:  # base-256 numbers, odd padding, bad checksum
+                    obj.devmajor = int(major or b"0", 8)
+                    obj.devminor = int(minor or b"0", 8)
+            except ValueError:  # NUL-padded or base-256 numbers, an all-zero block
                 return super().frombuf(buf, encoding, errors)
-            obj.chksum = chksum
+            if not checksum_ok(buf, chk):
+                return super().frombuf(buf, encoding, errors)  # or the signed sum
+            obj.chksum = int(chk[:7].partition(b"\x00")[0], 8)
             obj.type = typ
             obj.name = name.partition(b"\x00")[0].decode(encoding, errors)
-            obj.linkname = link.partition(b"\x00")[0].decode(encoding, errors)
-            obj.uname = uname.partition(b"\x00")[0].decode(encoding, errors)
-            obj.gname = gname.partition(b"\x00")[0].decode(encoding, errors)
+            if typ in (b"1", b"2"):
+                obj.linkname = link.partition(b"\x00")[0].decode(encoding, errors)
             if typ == b"\x00" and obj.name.endswith("/"):
-                obj.type = tarfile.DIRTYPE
-            if obj.type == tarfile.DIRTYPE:
+                obj.type = typ = b"5"
+            if typ == b"5":
                 obj.name = obj.name.rstrip("/")
+            return obj
+
+        @classmethod
+        def fromtarfile(cls, tf: Any) -> Any:
+            s = tf.fileobj
+            buf = s.read(512)
+            try:
+                obj = cls.frombuf(buf, tf.encoding, tf.errors)
+            except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as e:
+                raise LayerError(f"invalid tar header at byte {s.tell() - len(buf)}: {e}"
+                                 ) from None
+            obj.offset = s.tell() - 512
+            if obj.type not in simple:
+                return obj._proc_member(tf)
+            obj.offset_data = off = obj.offset + 512
+            if obj.type in (b"0", b"\x00", b"7"):
+                off += obj.size + (-obj.size % 512)
+            tf.offset = off
+            if tf.pax_headers:  # global (pax 'g') headers
+                obj._apply_pax_info(tf.pax_headers, tf.encoding, tf.errors)
             return obj
 
     _FastInfo = FastInfo
@@ -1278,8 +1316,10 @@ def apply_tar(src: BinaryIO, dest: str, *, allow_devices: bool = True) -> int:
     directory or whiteout, a bare `.wh.`, a whiteout of `.`/`..`, `.wh.` used
     as a directory name, a char device 0/0, device nodes unless
     `allow_devices`, sparse or unknown entry types, a non-directory root
-    entry, and any tar or OS error. Nothing outside `dest` is touched: every
-    path is opened relative to a directory fd, with O_NOFOLLOW.
+    entry, a corrupt or truncated header (tarfile alone would take it for the
+    end of the archive), data cut short, and any other tar or OS error.
+    Nothing outside `dest` is touched: every path is opened relative to a
+    directory fd, with O_NOFOLLOW.
     """
     import tarfile
 

@@ -303,6 +303,15 @@ def test_apply_tar_rejects_a_corrupt_stream_and_leaves_dest_empty(tmp: Path) -> 
         apply_tar(io.BytesIO(raw[:2048]), str(dest))
     assert "\n" not in str(ei.value)
     assert os.listdir(dest) == []
+    bad = bytearray(raw)
+    bad[512 + 5120] ^= 1  # b's header (after a's 5000 bytes of data): a bad checksum
+    with pytest.raises(LayerError, match="invalid tar header at byte 5632"):
+        apply_tar(io.BytesIO(bytes(bad)), str(dest))  # tarfile alone would just stop there
+    assert os.listdir(dest) == []
+    apply_tar(io.BytesIO(raw[:512 + 5120 + 1024]), str(dest))  # no end-of-archive blocks
+    assert sorted(os.listdir(dest)) == ["a", "b"]
+    shutil.rmtree(dest)
+    dest.mkdir()
     (dest / "old").touch()
     with pytest.raises(LayerError, match="not empty"):
         apply_tar(io.BytesIO(raw), str(dest))
@@ -334,6 +343,7 @@ def _old_tar_digest(tree: str) -> str:
 def _sample_tree(root: Path) -> None:
     (root / "bin").mkdir(parents=True)
     (root / "bin/busybox").write_bytes(os.urandom(300_000))
+    (root / "bin/large").write_bytes(os.urandom(3 * 1024 * 1024 + 123))  # > 1 MiB paths
     os.chmod(root / "bin/busybox", 0o4755)
     os.link(root / "bin/busybox", root / "bin/sh")
     (root / "usr").mkdir()
@@ -379,6 +389,29 @@ def test_write_tree_round_trips_through_apply_tar_and_gnu_tar(tmp: Path) -> None
     listing = subprocess.run(["tar", "-tf", str(tmp / "rref-tree.tar")], check=True,
                              capture_output=True).stdout.decode("utf-8", "surrogateescape")
     assert "bin/busybox" in listing.split("\n") and "etc/" in listing.split("\n")
+    raw = (tmp / "rref-tree.tar").read_bytes()
+    copy2 = tmp / "copy2"
+    copy2.mkdir()
+    reader = HashingReader(io.BytesIO(raw))  # not a real file: the read() paths
+    apply_tar(reader, str(copy2))
+    assert reader.hexdigest() == hashlib.sha256(raw).hexdigest()
+    assert snapshot(copy2) == snapshot(tree)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_apply_tar_reads_gnu_tar_archives(tmp: Path, fmt: str) -> None:
+    """GNU tar's own formats: long names and links, base-256 ids (gnu), PAX (posix)."""
+    tree = tmp / "tree"
+    _sample_tree(tree)
+    os.setxattr(tree / "etc", "user.k", b"v")
+    subprocess.run(["tar", f"--format={fmt}", "--xattrs", "--xattrs-include=user.*",
+                    "--numeric-owner", "-cf", str(tmp / "rref-gnu.tar"), "-C", str(tree), "."],
+                   check=True)
+    copy = tmp / "copy"
+    copy.mkdir()
+    with open(tmp / "rref-gnu.tar", "rb") as fh:
+        apply_tar(fh, str(copy))
+    assert snapshot(copy) == snapshot(tree)
 
 
 # -- write_changeset / changes on real overlays -------------------------------
