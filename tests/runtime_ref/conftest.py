@@ -85,6 +85,32 @@ def leaks(cid: str) -> list[str]:
     return found
 
 
+def snapshot(root: str) -> dict[str, str]:
+    """Every file under a state root with a hash of its content (locks aside)."""
+    import hashlib
+
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if f == "lock" or f.endswith(".lock") or os.path.islink(p):
+                continue
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def one_line_error(p: subprocess.CompletedProcess[str], codes: int | tuple[int, ...],
+                   needle: str) -> None:
+    """A refusal: docker's exit code, one `rref: ...` line naming the problem, no traceback."""
+    codes = (codes,) if isinstance(codes, int) else codes
+    assert p.returncode in codes, (p.returncode, p.stderr)
+    err = p.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("rref: ") and needle in err, err
+    assert "Traceback" not in err
+
+
 @pytest.fixture(scope="session")
 def state_root() -> Iterator[str]:
     root = tempfile.mkdtemp(prefix="rref-test-")

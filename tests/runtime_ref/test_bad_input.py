@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import pytest
-from conftest import Rref
-
-
-def snapshot(root: str) -> dict[str, str]:
-    """Every file under the state root with a hash of its content."""
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            p = os.path.join(dirpath, f)
-            if f == "lock" or f.endswith(".lock") or os.path.islink(p):
-                continue
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
-
-
-def one_line_error(p: object, code: int, needle: str) -> None:
-    assert p.returncode == code, (p.returncode, p.stderr)  # type: ignore[attr-defined]
-    err = p.stderr.strip()  # type: ignore[attr-defined]
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("rref: ") and needle in err, err
-    assert "Traceback" not in err
+from conftest import Rref, one_line_error, snapshot
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -20,10 +19,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from conftest import RREF, Rref
+from conftest import Rref
 
 REGISTRY = "/usr/bin/docker-registry"
-IMAGE_CMDS = ("save", "load", "pull", "push")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 # urllib without the environment's proxies: the test talks to 127.0.0.1 only
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -31,18 +29,8 @@ DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def image_cmd(r: Rref, *args: str, check: bool = True,
               timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run an image command: through `rref` once cli.py has it, else through
-    `python -m runtime_ref.imagecmds` (rref's CLI with these commands added)."""
-    from runtime_ref import cli
-
-    prefix = [RREF] if all(c in cli.COMMANDS for c in IMAGE_CMDS) else [
-        sys.executable, "-m", "runtime_ref.imagecmds"]
-    proc = subprocess.run([*prefix, "--root", r.root, *args], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"rref {' '.join(args)} exited {proc.returncode}: "
-                             f"{proc.stderr.strip()}")
-    return proc
+    """save/load/pull/push through the `rref` CLI (a longer timeout than the default)."""
+    return r(*args, check=check, timeout=timeout)
 
 
 def one_line_error(p: subprocess.CompletedProcess[str], needle: str) -> None:
