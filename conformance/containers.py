@@ -2,11 +2,15 @@
 
 Why: a test may start several containers and may fail half-way; whatever it started must
 be removed at teardown, and a test that removes one itself (LIFE-04, CG-08) must not see
-it removed twice.
+it removed twice. Images and named volumes a test makes through the factory (`commit`,
+`import_rootfs`, `load`, `named_volume`) are removed too, after the containers that may
+use them.
 """
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
 from typing import Any
 
 from conformance.adapters.base import Container, ContainerSpec, Runtime
@@ -19,6 +23,8 @@ class Containers:
         self.runtime = runtime
         self.workspace = workspace
         self.started: list[Container] = []
+        self.images: list[str] = []
+        self.volumes: list[str] = []
 
     def __call__(self, spec: ContainerSpec | None = None, **kw: Any) -> Container:
         """Start ``spec`` (or ContainerSpec(**kw)) detached."""
@@ -33,6 +39,29 @@ class Containers:
             self.started.remove(c)
         self.runtime.remove(c)
 
+    # ------------------------------------------------------------------ images, volumes
+
+    def commit(self, c: Container) -> str:
+        """runtime.commit(c); the image is removed at teardown."""
+        return self._image(self.runtime.commit(c))
+
+    def import_rootfs(self, tar: Path) -> str:
+        return self._image(self.runtime.import_rootfs(tar))
+
+    def load(self, tar: Path) -> str:
+        return self._image(self.runtime.load(tar))
+
+    def _image(self, ref: str) -> str:
+        self.images.append(ref)
+        return ref
+
+    def named_volume(self) -> str:
+        """A new named volume `conform-vol-<hex>`, removed at teardown."""
+        name = f"conform-vol-{uuid.uuid4().hex[:12]}"
+        self.volumes.append(name)
+        self.runtime.volume_create(name)
+        return name
+
     def cleanup(self) -> None:
         errors = []
         while self.started:
@@ -41,5 +70,15 @@ class Containers:
                 self.runtime.remove(c)
             except Exception as e:  # keep removing the others
                 errors.append(f"{c.id}: {e}")
+        for what, items, rm in (
+            ("image", self.images, self.runtime.remove_image),
+            ("volume", self.volumes, self.runtime.volume_remove),
+        ):
+            while items:
+                ref = items.pop()
+                try:
+                    rm(ref)
+                except Exception as e:
+                    errors.append(f"{what} {ref}: {e}")
         if errors:
-            raise RuntimeFailure("could not remove container(s): " + "; ".join(errors))
+            raise RuntimeFailure("could not remove: " + "; ".join(errors))

@@ -7,8 +7,10 @@ sides where possible. Cgroup reads go through `CgroupView`, which hides v1/v2 fi
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -246,6 +248,20 @@ class CgroupView:
             text = self.read("cpuset", "cpuset.cpus.effective")
         return text
 
+    def blkio_weight(self) -> int | None:
+        """The default weight: v1 blkio.weight or blkio.bfq.weight, v2 io.weight or
+        io.bfq.weight ("default N" or "N"); None when no such file exists."""
+        ctrl, names = (
+            ("", ("io.weight", "io.bfq.weight"))  # v2: the unified directory
+            if self.version("blkio") is None and self.version("io") == 2
+            else ("blkio", ("blkio.weight", "blkio.bfq.weight"))
+        )
+        for name in names:
+            text = self.read(ctrl, name)
+            if text:
+                return _default_weight(text)
+        return None
+
     def frozen(self) -> bool:
         if self.version("freezer") == 1:
             return self.read("freezer", "freezer.state") == "FROZEN"
@@ -267,4 +283,68 @@ def parse_cpu_list(text: str) -> set[int]:
             continue
         lo, _, hi = part.partition("-")
         out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _default_weight(text: str) -> int | None:
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) == 2 and f[0] == "default" and f[1].isdigit():
+            return int(f[1])
+        if len(f) == 1 and f[0].isdigit():
+            return int(f[0])
+    return None
+
+
+# ---------------------------------------------------------------------------- layers
+
+
+def is_whiteout(path: Path) -> bool:
+    """An overlay whiteout: a character device 0/0."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def xattr(path: Path, name: str) -> bytes | None:
+    try:
+        return os.getxattr(path, name, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def tree_state(top: Path) -> dict[str, tuple[object, ...]]:
+    """path -> (type+mode, uid, gid, size, mtime_ns, content sha256 | link target | rdev,
+    xattrs) for every entry below ``top`` (contents hashed once per inode)."""
+    out: dict[str, tuple[object, ...]] = {}
+    hashed: dict[tuple[int, int], str] = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            st = os.lstat(p)
+            if stat.S_ISREG(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key not in hashed:
+                    hashed[key] = hashlib.sha256(p.read_bytes()).hexdigest()
+                what: object = hashed[key]
+            elif stat.S_ISLNK(st.st_mode):
+                what = os.readlink(p)
+            else:
+                what = st.st_rdev
+            try:
+                names = sorted(os.listxattr(p, follow_symlinks=False))
+            except OSError:
+                names = []
+            xattrs = tuple((n, xattr(p, n)) for n in names)
+            out[str(p.relative_to(top))] = (
+                st.st_mode,
+                st.st_uid,
+                st.st_gid,
+                st.st_size,
+                st.st_mtime_ns,
+                what,
+                xattrs,
+            )
     return out

@@ -1,5 +1,6 @@
-"""Find host resources a session left behind: mounts, cgroups and processes whose names
-carry one of the session's markers (its workspace path, container names and ids).
+"""Find host resources a session left behind: mounts, cgroups, processes and network
+interfaces whose names carry one of the session's markers (its workspace path, container
+names and ids, veth names).
 
 Why: teardown must leave the host clean even when tests fail; the end-of-session check
 proves it, and names only what this session created (runs and workers may overlap).
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+NET_ROOT = "/sys/class/net"
 
 
 def _hit(text: str, markers: Iterable[str]) -> str | None:
@@ -31,7 +33,8 @@ def settled(markers: set[str], grace: float = 5.0) -> list[str]:
 
 
 def scan(markers: set[str], cgroup_root: str = CGROUP_ROOT) -> list[str]:
-    """Human-readable leftovers ("mount: ...", "cgroup: ...", "process: ...")."""
+    """Human-readable leftovers ("mount: ...", "cgroup: ...", "process: ...", "interface:
+    ...")."""
     if not markers:
         return []
     found: list[str] = []
@@ -57,4 +60,7 @@ def scan(markers: set[str], cgroup_root: str = CGROUP_ROOT) -> list[str]:
             continue
         if _hit(cmdline, markers):
             found.append(f"process: {entry.name} {cmdline.strip()[:200]}")
+    for name in sorted(os.listdir(NET_ROOT)):  # veths of bridge-mode containers
+        if _hit(name, markers):
+            found.append(f"interface: {name}")
     return found

@@ -20,14 +20,25 @@ ADAPTER_TOKENS: dict[str, str] = {
     "commit": "commit() turns a container's writable layer into an image",
     "diff": "diff() lists a container's changes against its image",
     "upperdir": "upperdir() gives the host path of the container's writable overlay layer",
+    "lowerdirs": "lowerdirs() gives the host paths of the image layers below a container's "
+    "overlay, top first (no per-container init layer)",
+    "layer-tar": "layer_tar() gives an image's top layer as the uncompressed OCI changeset tar "
+    "whose sha256 is its diff_id",
+    "import": "import_rootfs() makes an image from a root filesystem tar (applied as a layer)",
+    "load": "load() adds the images of an OCI image layout tar to the image store",
+    "events": "events() lists the runtime's container events of a time window",
     "volumes": "bind mounts of host directories (ContainerSpec.volumes)",
-    "named-volumes": "engine-managed named volumes",
+    "named-volumes": "engine-managed named volumes: volume_create()/volume_remove(), and "
+    "Volume(source=NAME) in a ContainerSpec",
+    "seccomp-profile": "a seccomp profile file of the test's own (ContainerSpec.seccomp_profile)",
     "bundle": "the runtime consumes an OCI bundle (config.json written by the suite)",
     "userns-map": "uid/gid maps (ContainerSpec.uid_map/gid_map) in a new user namespace",
-    "network:bridge": "bridge networking on the project's own test subnet",
+    "network:bridge": "bridge networking on a bridge and private subnet of the session's own "
+    "(bridge())",
     "network:host": "the host's network namespace (network='host')",
     "seccomp": "the runtime applies a default seccomp profile",
-    "cgroup-limits": "memory/cpu/pids/cpuset limits of ContainerSpec are applied",
+    "cgroup-limits": "memory/cpu/pids/cpuset limits and the blkio weight of ContainerSpec are "
+    "applied",
 }
 
 KNOWN: frozenset[str] = frozenset(HOST_TOKENS | ADAPTER_TOKENS.keys())

@@ -9,6 +9,7 @@ capability token (see `conformance.tokens.ADAPTER_TOKENS`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +41,50 @@ class IdMap:
 
 @dataclass(frozen=True)
 class Volume:
-    """A bind mount of a host path into the container."""
+    """A volume: a bind mount of a host path (``source`` absolute), or a named volume of
+    the engine (``source`` is its name; needs the `named-volumes` capability)."""
 
     source: str
     target: str
     readonly: bool = False
+
+    @property
+    def named(self) -> bool:
+        return not self.source.startswith("/")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One container event, in the suite's vocabulary (see `event_action`)."""
+
+    time: float  # unix seconds
+    container: str  # the container's full id
+    action: str  # create, start, exec, exec_die, kill, die, stop, commit, destroy, ...
+    raw: str  # the runtime's own name for it
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """The bridge network the adapter uses for network="bridge": its own name and subnet."""
+
+    name: str
+    subnet: str  # CIDR, e.g. 172.31.77.0/24
+
+
+#: Runtime event names -> the suite's (docker's names, podman's synonyms).
+_ACTIONS = {
+    "exec_create": "exec",
+    "exec_start": "exec",
+    "exec_died": "exec_die",
+    "died": "die",
+    "remove": "destroy",
+}
+
+
+def event_action(raw: str) -> str:
+    """`exec_start: sh -c x` -> `exec`; podman's `died`/`remove` -> `die`/`destroy`."""
+    name = raw.split(":", 1)[0].strip().lower()
+    return _ACTIONS.get(name, name)
 
 
 @dataclass
@@ -74,6 +114,8 @@ class ContainerSpec:
     privileged: bool = False
     no_new_privs: bool = False
     seccomp: Literal["default", "unconfined"] = "default"
+    seccomp_profile: str | None = None  # path of a JSON profile (docker's format, OCI's subset)
+    blkio_weight: int | None = None  # 10..1000
 
     def effective_namespaces(self) -> frozenset[str]:
         """The namespaces to create: user joins when maps are given; host network drops net."""
@@ -94,6 +136,7 @@ class ContainerSpec:
                 self.cpu_period,
                 self.pids_limit,
                 self.cpuset_cpus,
+                self.blkio_weight,
             )
         )
 
@@ -142,6 +185,11 @@ def new_name() -> str:
     return f"conform-{uuid.uuid4().hex}"
 
 
+def new_image_ref(what: str = "commit") -> str:
+    """A unique image reference for an image a test makes: localhost/conform-<what>:<hex>."""
+    return f"localhost/conform-{what}:{uuid.uuid4().hex[:16]}"
+
+
 @runtime_checkable
 class Runtime(Protocol):
     """The adapter protocol. Methods a runtime lacks raise `Unsupported`."""
@@ -182,11 +230,37 @@ class Runtime(Protocol):
 
     def unpause(self, c: Container) -> None: ...
 
-    def commit(self, c: Container) -> str: ...
+    def commit(self, c: Container, image: str | None = None) -> str:
+        """An image of the container's changes (tagged ``image`` or a conform-* tag)."""
 
-    def diff(self, c: Container) -> list[tuple[str, str]]: ...
+    def diff(self, c: Container) -> list[tuple[str, str]]:
+        """The container's changes as (kind, path): kind A (added), C (changed), D."""
 
     def upperdir(self, c: Container) -> Path: ...
+
+    def lowerdirs(self, c: Container) -> list[Path]:
+        """Host paths of the image layers of the container's overlay, top first."""
+
+    def import_rootfs(self, tar: Path, image: str | None = None) -> str:
+        """An image made from a root filesystem tar; its reference."""
+
+    def load(self, tar: Path) -> str:
+        """Load the (one) image of an OCI image layout tar; its reference."""
+
+    def layer_tar(self, image: str) -> Path:
+        """The image's top layer as an uncompressed OCI changeset tar (sha256 = diff_id)."""
+
+    def remove_image(self, image: str) -> None: ...
+
+    def volume_create(self, name: str) -> None: ...
+
+    def volume_remove(self, name: str) -> None: ...
+
+    def events(self, since: float, until: float) -> list[Event]:
+        """Container events between two unix times, oldest first."""
+
+    def bridge(self) -> Bridge:
+        """The bridge and subnet containers with network="bridge" get."""
 
     def leak_markers(self, c: Container) -> list[str]:
         """Strings that name this container's host resources (ids, paths), for leak checks."""
@@ -257,7 +331,7 @@ class BaseRuntime:
     def unpause(self, c: Container) -> None:
         raise self._unsupported("pause")
 
-    def commit(self, c: Container) -> str:
+    def commit(self, c: Container, image: str | None = None) -> str:
         raise self._unsupported("commit")
 
     def diff(self, c: Container) -> list[tuple[str, str]]:
@@ -266,8 +340,52 @@ class BaseRuntime:
     def upperdir(self, c: Container) -> Path:
         raise self._unsupported("upperdir")
 
+    def lowerdirs(self, c: Container) -> list[Path]:
+        raise self._unsupported("lowerdirs")
+
+    def import_rootfs(self, tar: Path, image: str | None = None) -> str:
+        raise self._unsupported("import")
+
+    def load(self, tar: Path) -> str:
+        raise self._unsupported("load")
+
+    def layer_tar(self, image: str) -> Path:
+        raise self._unsupported("layer-tar")
+
+    def remove_image(self, image: str) -> None:
+        raise self._unsupported("images")
+
+    def volume_create(self, name: str) -> None:
+        raise self._unsupported("named-volumes")
+
+    def volume_remove(self, name: str) -> None:
+        raise self._unsupported("named-volumes")
+
+    def events(self, since: float, until: float) -> list[Event]:
+        raise self._unsupported("events")
+
+    def bridge(self) -> Bridge:
+        raise self._unsupported("network:bridge")
+
     def leak_markers(self, c: Container) -> list[str]:
         return [c.name, c.id]
+
+
+def verified_layer(tar: Path, diff_id: str, runtime: str) -> Path:
+    """``tar`` when its sha256 is ``diff_id``; else the runtime stores a layer that is not
+    the one its image config names (RuntimeFailure)."""
+    h = hashlib.sha256()
+    try:
+        with open(tar, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError as e:
+        raise RuntimeFailure(f"{runtime}: layer {diff_id} has no tar ({e})") from None
+    if f"sha256:{h.hexdigest()}" != diff_id:
+        raise RuntimeFailure(
+            f"{runtime}: the tar of layer {diff_id} hashes to sha256:{h.hexdigest()}"
+        )
+    return tar
 
 
 def signal_name(sig: str | int) -> str:

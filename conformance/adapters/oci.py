@@ -38,10 +38,12 @@ CAPABILITIES = frozenset(
         "pause",
         "bundle",
         "upperdir",
+        "lowerdirs",
         "volumes",
         "userns-map",
         "network:host",
         "cgroup-limits",
+        "seccomp-profile",
     }
 )
 START_TIMEOUT = 30.0
@@ -244,6 +246,11 @@ class OciRuntime(BaseRuntime):
 
     def upperdir(self, c: Container) -> Path:
         return c.data["bundle"] / "upper"
+
+    def lowerdirs(self, c: Container) -> list[Path]:
+        """The suite's own busybox tree: every bundle's overlay lower."""
+        assert self.base is not None, "prepare() first"
+        return [self.base]
 
     def leak_markers(self, c: Container) -> list[str]:
         return [c.id, str(c.data["bundle"])]

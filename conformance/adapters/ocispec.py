@@ -8,6 +8,7 @@ devices cgroup allow-list and resources.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -201,13 +202,27 @@ def _resources(spec: ContainerSpec) -> dict[str, Any]:
         res["cpu"] = cpu
     if spec.pids_limit is not None:
         res["pids"] = {"limit": spec.pids_limit}
+    if spec.blkio_weight is not None:
+        res["blockIO"] = {"weight": spec.blkio_weight}
     return res
+
+
+def _seccomp(path: str) -> dict[str, Any]:
+    """A profile file as linux.seccomp: the OCI fields of docker's format are the same."""
+    try:
+        profile = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise Unsupported(f"unsupported: seccomp profile {path} ({e})") from None
+    keys = ("defaultAction", "defaultErrnoRet", "architectures", "flags", "syscalls")
+    return {k: profile[k] for k in keys if k in profile}
 
 
 def build_config(spec: ContainerSpec, rootfs: Path, cgroups_path: str) -> dict[str, Any]:
     """The config.json document for ``spec`` with the bundle's rootfs at ``rootfs``."""
     if spec.network == "bridge":
         raise Unsupported("unsupported: network:bridge (OCI bundles get no network set-up)")
+    if any(v.named for v in spec.volumes):
+        raise Unsupported("unsupported: named-volumes (an OCI runtime has no volume store)")
     caps = _capabilities(spec)
     env = {"PATH": DEFAULT_PATH, **spec.env}
     namespaces = [{"type": NS_TYPES[n]} for n in sorted(spec.effective_namespaces())]
@@ -218,6 +233,8 @@ def build_config(spec: ContainerSpec, rootfs: Path, cgroups_path: str) -> dict[s
         "resources": _resources(spec),
         "cgroupsPath": cgroups_path,
     }
+    if spec.seccomp_profile:
+        linux["seccomp"] = _seccomp(spec.seccomp_profile)
     if spec.uid_map or spec.gid_map:
         uid_map = spec.uid_map or spec.gid_map
         gid_map = spec.gid_map or spec.uid_map

@@ -6,7 +6,10 @@ the model for the engine adapter too.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import random
 import shutil
 import sys
 from pathlib import Path
@@ -15,11 +18,15 @@ from conformance import launcher
 from conformance.adapters.base import (
     DEFAULT_NAMESPACES,
     BaseRuntime,
+    Bridge,
     Container,
     ContainerSpec,
+    Event,
     Result,
-    new_name,
+    event_action,
+    new_image_ref,
     signal_name,
+    verified_layer,
 )
 from conformance.errors import RuntimeFailure, Unsupported
 from conformance.workspace import Workspace
@@ -39,9 +46,22 @@ CAPABILITIES = frozenset(
         "network:bridge",
         "network:host",
         "seccomp",
+        "seccomp-profile",
         "cgroup-limits",
+        "lowerdirs",
     }
 )
+#: rref verbs -> the capabilities they bring (picked up from `rref --help`).
+VERB_CAPABILITIES = {
+    "commit": ("commit", "layer-tar"),
+    "diff": ("diff",),
+    "import": ("import",),
+    "load": ("load",),
+    "events": ("events",),
+}
+#: rref's own bridge and subnet: never used by the suite (each session brings its own).
+RREF_DEFAULT_SUBNET = ipaddress.ip_network("172.31.240.0/24")
+SUBNET_POOL = ipaddress.ip_network("172.31.0.0/16")
 
 
 def find_rref() -> str | None:
@@ -56,6 +76,8 @@ class RefRuntime(BaseRuntime):
         self.binary = binary or find_rref()
         self.root: Path | None = None
         self.extra: frozenset[str] = frozenset()
+        self._bridge: Bridge | None = None
+        self.env: dict[str, str] | None = None
 
     def available(self) -> str | None:
         if not self.binary or not os.access(self.binary, os.X_OK):
@@ -74,7 +96,17 @@ class RefRuntime(BaseRuntime):
             for ln in self._cli("--help", check=False).stdout.splitlines()
             if ln.startswith("    ") and ln.split()
         }
-        self.extra = frozenset(v for v in ("commit", "diff") if v in verbs)
+        self.extra = frozenset(
+            cap for verb, caps in VERB_CAPABILITIES.items() if verb in verbs for cap in caps
+        )
+        # The session's own bridge (created by rref on first use, deleted in close()): the
+        # name must hold "rref" for rref to manage it, and "conform" for this suite.
+        self._bridge = Bridge(_free_bridge_name(), str(_free_subnet()))
+        self.env = {
+            **os.environ,
+            "RREF_BRIDGE": self._bridge.name,
+            "RREF_BRIDGE_SUBNET": self._bridge.subnet,
+        }
 
     def close(self) -> None:
         if self.root is None:
@@ -82,13 +114,15 @@ class RefRuntime(BaseRuntime):
         ids = self._cli("ps", "-a", "-q", "--no-trunc", check=False).stdout.split()
         for cid in ids:
             self._cli("rm", "-f", cid, check=False)
+        if self._bridge and os.path.exists(f"/sys/class/net/{self._bridge.name}"):
+            launcher.launch(["ip", "link", "del", self._bridge.name], timeout=20)
 
     # ------------------------------------------------------------------ helpers
 
     def _cli(self, *args: str, timeout: float = 60, check: bool = True) -> Result:
         assert self.binary and self.root, "prepare() first"
         argv = [self.binary, "--root", str(self.root), *args]
-        p = launcher.launch(argv, timeout=timeout)
+        p = launcher.launch(argv, timeout=timeout, env=self.env)
         res = Result(p.returncode, p.stdout, p.stderr, argv)
         if check:
             res.check(f"rref {args[0]}")
@@ -145,6 +179,10 @@ class RefRuntime(BaseRuntime):
             f += ["--security-opt", "no-new-privileges"]
         if spec.seccomp == "unconfined":
             f += ["--security-opt", "seccomp=unconfined"]
+        if spec.seccomp_profile:
+            f += ["--security-opt", f"seccomp={spec.seccomp_profile}"]
+        if spec.blkio_weight is not None:
+            f += ["--blkio-weight", str(spec.blkio_weight)]
         return f
 
     def _image(self, spec: ContainerSpec) -> str:
@@ -191,6 +229,8 @@ class RefRuntime(BaseRuntime):
             res.check("rref run -d")
         cid = res.stdout.strip().splitlines()[-1]
         self._mark(cid, f"rref-{cid}")
+        if spec.network == "bridge":
+            self._mark(f"rref{cid[:8]}")  # the host side of its veth
         return Container(id=cid, name=name, runtime=self.name, spec=spec)
 
     def inspect(self, c: Container, fmt: str) -> str:
@@ -227,10 +267,13 @@ class RefRuntime(BaseRuntime):
     def unpause(self, c: Container) -> None:
         self._cli("unpause", c.id)
 
-    def commit(self, c: Container) -> str:
-        if "commit" not in self.extra:
-            raise self._unsupported("commit")
-        tag = f"localhost/conform-commit:{new_name().removeprefix('conform-')[:16]}"
+    def _need(self, cap: str) -> None:
+        if cap not in self.extra:
+            raise self._unsupported(cap)
+
+    def commit(self, c: Container, image: str | None = None) -> str:
+        self._need("commit")
+        tag = image or new_image_ref("commit")
         self._cli("commit", c.id, tag, timeout=120)
         return tag
 
@@ -247,5 +290,98 @@ class RefRuntime(BaseRuntime):
     def upperdir(self, c: Container) -> Path:
         return Path(self.inspect(c, "{{.GraphDriver.Data.UpperDir}}"))
 
+    def lowerdirs(self, c: Container) -> list[Path]:
+        """LowerDir without the container's own init layer (its first entry)."""
+        own = self.upperdir(c).parent
+        text = self.inspect(c, "{{.GraphDriver.Data.LowerDir}}")
+        return [Path(p) for p in text.split(":") if p and Path(p).parent != own]
+
+    def import_rootfs(self, tar: Path, image: str | None = None) -> str:
+        self._need("import")
+        tag = image or new_image_ref("import")
+        self._cli("import", str(tar), tag, timeout=120)
+        return tag
+
+    def load(self, tar: Path) -> str:
+        self._need("load")
+        out = self._cli("load", "-i", str(tar), timeout=120).stdout
+        names = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Loaded")]
+        if not names:
+            raise RuntimeFailure(f"rref load named no image: {out.strip()!r}")
+        return names[-1]
+
+    def layer_tar(self, image: str) -> Path:
+        self._need("layer-tar")
+        assert self.root is not None
+        raw = self._cli("inspect", "--type", "image", "-f", "{{json .RootFS.Layers}}", image)
+        diff_id = json.loads(raw.stdout)[-1]
+        tar = self.root / "image" / "layers" / diff_id.removeprefix("sha256:") / "layer.tar"
+        return verified_layer(tar, diff_id, self.name)
+
+    def remove_image(self, image: str) -> None:
+        self._cli("rmi", "-f", image)
+
+    def volume_create(self, name: str) -> None:
+        self._cli("volume", "create", name)
+
+    def volume_remove(self, name: str) -> None:
+        self._cli("volume", "rm", "-f", name)
+
+    def events(self, since: float, until: float) -> list[Event]:
+        self._need("events")
+        out = self._cli(
+            "events", "--since", f"{since:.6f}", "--until", f"{until:.6f}", "--format", "json"
+        ).stdout
+        events = []
+        for line in out.splitlines():
+            if line.strip():
+                ev = json.loads(line)
+                action = ev.get("Action") or ev.get("status", "")
+                events.append(
+                    Event(
+                        ev.get("timeNano", 0) / 1e9, ev.get("id", ""), event_action(action), action
+                    )
+                )
+        return events
+
+    def bridge(self) -> Bridge:
+        assert self._bridge is not None, "prepare() first"
+        return self._bridge
+
     def leak_markers(self, c: Container) -> list[str]:
         return [c.name, c.id]
+
+
+def _free_bridge_name() -> str:
+    """rrefconform<4 hex>: 15 characters (IFNAMSIZ), not in use on the host."""
+    for _ in range(100):
+        name = f"rrefconform{random.getrandbits(16):04x}"
+        if not os.path.exists(f"/sys/class/net/{name}"):
+            return name
+    raise RuntimeError("no free rrefconform<hex> interface name")
+
+
+def _host_networks() -> list[ipaddress.IPv4Network]:
+    """Destinations of the host's IPv4 routes (connected subnets of every interface)."""
+    nets = []
+    with open("/proc/net/route") as f:
+        for line in f.read().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) < 8:
+                continue
+            dest = ipaddress.IPv4Address(int(fields[1], 16).to_bytes(4, "little"))
+            mask = ipaddress.IPv4Address(int(fields[7], 16).to_bytes(4, "little"))
+            if int(mask):
+                nets.append(ipaddress.ip_network(f"{dest}/{mask}", strict=False))
+    return nets
+
+
+def _free_subnet() -> ipaddress.IPv4Network:
+    """A /24 of 172.31.0.0/16 that no host route covers (and not rref's default one)."""
+    used = [*_host_networks(), RREF_DEFAULT_SUBNET]
+    candidates = [n for n in SUBNET_POOL.subnets(new_prefix=24) if n.network_address.packed[2]]
+    random.shuffle(candidates)
+    for net in candidates:
+        if not any(net.overlaps(u) for u in used):
+            return net
+    raise RuntimeError("no free /24 in 172.31.0.0/16 for the session's bridge")

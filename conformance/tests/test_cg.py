@@ -1,10 +1,12 @@
-"""Cgroups (CG-01..09): own cgroup, and limits that are ENFORCED, not only written."""
+"""Cgroups (CG-01..11): own cgroup, and limits that are ENFORCED, not only written (the blkio
+weight, a MAY, is read back)."""
 
 from __future__ import annotations
 
 import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -200,3 +202,30 @@ def test_invalid_limits_rejected_before_start(runtime):
     assert re.search(r"cpu|cpuset", res.stderr, re.IGNORECASE), (
         f"the error does not name the cpuset limit: {res.stderr.strip()!r}"
     )
+
+
+def _host_has_weight_file() -> bool:
+    """A blkio/io weight file exists in some cgroup of the hierarchy that would serve it."""
+    hier = facts.hierarchies()
+    if "blkio" in hier and hier["blkio"].version == 1:
+        top, names = Path(hier["blkio"].mount_point), ("blkio.weight", "blkio.bfq.weight")
+    elif "io" in hier and "" in hier:
+        top, names = Path(hier[""].mount_point), ("io.weight", "io.bfq.weight")
+    else:
+        return False
+    dirs = [top, *(d for d in top.iterdir() if d.is_dir())]
+    return any((d / n).exists() for d in dirs for n in names)
+
+
+@pytest.mark.behaviour("CG-11")
+@pytest.mark.requires("cgroup:blkio", "cgroup-limits", "detach")
+def test_blkio_weight_read_back(runtime, container):
+    if not _host_has_weight_file():
+        raise Unsupported(
+            "unsupported: no blkio.weight/blkio.bfq.weight (v1) or io.weight/io.bfq.weight "
+            "(v2) file on this host (no weight-based I/O scheduler)"
+        )
+    want = 300
+    s = started(runtime, container, ContainerSpec(blkio_weight=want))
+    got = facts.CgroupView(s.pid).blkio_weight()
+    assert got == want, f"blkio weight of the container's cgroup is {got}, want {want}"

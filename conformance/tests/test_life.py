@@ -1,7 +1,9 @@
-"""Lifecycle and engine behaviour (LIFE-01..04): exit codes, stop, logs, clean removal."""
+"""Lifecycle and engine behaviour (LIFE-01..05): exit codes, stop, logs, clean removal,
+events."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -97,3 +99,35 @@ def test_remove_leaves_nothing_behind(runtime, container):
         facts.wait_for(lambda: not leftovers(), timeout=5, what="removal to finish")
     except TimeoutError:
         pytest.fail(f"remove left behind: {leftovers()}")
+
+
+LIFECYCLE = ("create", "start", "exec", "die", "commit", "destroy")
+
+
+def _in_order(actions: list[str], wanted: tuple[str, ...]) -> list[str]:
+    """The wanted actions not found as a subsequence of ``actions`` (in that order)."""
+    rest = iter(actions)
+    return [w for w in wanted if w not in rest]
+
+
+@pytest.mark.behaviour("LIFE-05")
+@pytest.mark.requires("detach", "exec", "commit", "events")
+def test_events_record_the_lifecycle_in_order(runtime, container):
+    since = time.time() - 1
+    s = started(runtime, container, ContainerSpec())
+    runtime.exec(s.container, ["true"]).check(f"{runtime.name} exec")
+    runtime.kill(s.container, "KILL")
+    runtime.wait(s.container, timeout=30)
+    container.commit(s.container)
+    container.remove(s.container)
+
+    def actions() -> list[str]:
+        evs = runtime.events(since, time.time())
+        return [e.action for e in evs if e.container == s.container.id]
+
+    with contextlib.suppress(TimeoutError):  # judged below, with the list
+        facts.wait_for(lambda: "destroy" in actions(), timeout=5, what="the destroy event")
+    seen = actions()
+    assert not _in_order(seen, LIFECYCLE), (
+        f"events of the container miss or misorder {_in_order(seen, LIFECYCLE)}: {seen}"
+    )

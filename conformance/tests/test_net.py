@@ -1,8 +1,11 @@
-"""Network namespace (NET-01..04, NET-06): a private network stack."""
+"""Network namespace (NET-01..06): a private network stack; bridge mode on the session's
+own bridge and subnet."""
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import os
 import socket
 from collections.abc import Iterator
 
@@ -10,7 +13,7 @@ import pytest
 
 from conformance import facts
 from conformance.adapters.base import ContainerSpec
-from conformance.tests.support import ran, reported, sh
+from conformance.tests.support import ran, reported, sh, started
 
 
 @pytest.mark.behaviour("NET-01")
@@ -111,3 +114,55 @@ def test_net_ns_differs_from_host(runtime, observe):
         "the container shares the host's network namespace"
     )
     assert facts.ns_id(o.pid, "net") == o.inside.ns["net"]
+
+
+def _bridge_view(runtime, c) -> dict[str, str]:
+    """eth0's address, the routes and the host ifindex of its veth peer, from inside."""
+    res = runtime.exec(
+        c,
+        sh(
+            "echo \"addr=$(ip -4 -o addr show dev eth0 | awk '{print $4}')\"; "
+            'echo "iflink=$(cat /sys/class/net/eth0/iflink)"; ip route | sed "s/^/route=/"'
+        ),
+    ).check(f"{runtime.name} exec (network view)")
+    return {
+        "addr": reported(res, "addr="),
+        "iflink": reported(res, "iflink="),
+        "routes": "\n".join(ln[6:] for ln in res.stdout.splitlines() if ln.startswith("route=")),
+    }
+
+
+def _host_if_by_index(index: str) -> str | None:
+    for name in facts.host_interfaces():
+        with contextlib.suppress(OSError):
+            if open(f"/sys/class/net/{name}/ifindex").read().strip() == index:  # noqa: SIM115
+                return name
+    return None
+
+
+@pytest.mark.behaviour("NET-05")
+@pytest.mark.requires("network:bridge", "detach", "exec")
+def test_bridge_containers_reach_each_other(runtime, container):
+    bridge = runtime.bridge()
+    subnet = ipaddress.ip_network(bridge.subnet)
+    serve = "nc -ll -p 8000 -e echo conform-bridge-ok &"
+    pair = [started(runtime, container, ContainerSpec(network="bridge"), prepare=serve)]
+    pair.append(started(runtime, container, ContainerSpec(network="bridge"), prepare=serve))
+    views = [_bridge_view(runtime, s.container) for s in pair]
+    addrs = [ipaddress.ip_interface(v["addr"]) for v in views]
+    assert all(a.ip in subnet for a in addrs) and addrs[0].ip != addrs[1].ip, (
+        f"eth0 addresses {[str(a) for a in addrs]} are not two addresses of {subnet}"
+    )
+    assert not [v["routes"] for v in views if "default" in v["routes"]], (
+        f"a bridge container has a default route: {[v['routes'] for v in views]}"
+    )
+    veths = [_host_if_by_index(v["iflink"]) for v in views]
+    assert None not in veths and veths[0] != veths[1], f"host veth peers: {veths}"
+    masters = [os.path.basename(os.readlink(f"/sys/class/net/{v}/master")) for v in veths]
+    assert masters == [bridge.name] * 2, f"veths {veths} are enslaved to {masters}"
+    for me, other in ((pair[0], addrs[1]), (pair[1], addrs[0])):
+        res = runtime.exec(  # a few tries: the peer's server started in the background
+            me.container,
+            sh(f"for i in 1 2 3 4 5; do nc -w 3 {other.ip} 8000 && break; sleep 0.2; done"),
+        )
+        assert "conform-bridge-ok" in res.stdout, f"{other.ip}:8000 unreachable: {res.describe()}"

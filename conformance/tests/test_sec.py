@@ -1,14 +1,18 @@
-"""Security defaults (SEC-01..03): bounded capabilities, no_new_privs, device access."""
+"""Security defaults (SEC-01..04): bounded capabilities, no_new_privs, device access, and a
+seccomp profile of the test's own."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
+from conformance import facts
 from conformance.adapters.base import ContainerSpec
 from conformance.adapters.ocispec import DEFAULT_CAPS
-from conformance.tests.support import reported, sh
+from conformance.errors import Unsupported
+from conformance.tests.support import reported, sh, token
 
 #: docker's default set (lower case, no CAP_): the bound a default container must stay in.
 DEFAULT_SET = {c.removeprefix("CAP_").lower() for c in DEFAULT_CAPS}
@@ -89,3 +93,31 @@ def test_devices_beyond_default_set_are_denied(runtime):
     assert reported(res, "zero=") == "0", f"default devices unusable: {res.describe()}"
     opened = [path for i, (_, _, _, path) in enumerate(probes) if reported(res, f"open{i}=") == "0"]
     assert not opened, f"device nodes outside the default set opened inside: {opened}"
+
+
+#: Allow everything but mkdir/mkdirat, which fail with EPERM (docker's format; the fields
+#: are OCI's too).
+MKDIR_PROFILE = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+}
+
+
+@pytest.mark.behaviour("SEC-04")
+@pytest.mark.requires("seccomp-profile")  # ("seccomp" would name the adapter's default profile)
+def test_seccomp_profile_blocks_with_eperm(runtime, workspace):
+    if facts.status_field("self", "Seccomp_filters") is None:
+        raise Unsupported("unsupported: seccomp filters (no CONFIG_SECCOMP_FILTER)")
+    profile = workspace.path(token("conform-seccomp")) / "profile.json"
+    profile.write_text(json.dumps(MKDIR_PROFILE))
+    res = runtime.run(
+        ContainerSpec(
+            seccomp_profile=str(profile),
+            argv=sh("mkdir /tmp/conform-d; echo mkdir=$?; touch /tmp/conform-f; echo touch=$?"),
+        )
+    )
+    assert reported(res, "touch=") == "0", f"the profile blocked more than mkdir: {res.stderr}"
+    assert reported(res, "mkdir=") != "0", "mkdir succeeded under a profile that denies it"
+    assert "Operation not permitted" in res.stderr, (
+        f"mkdir denied by the profile did not fail with EPERM: {res.stderr.strip()!r}"
+    )

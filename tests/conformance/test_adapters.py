@@ -159,3 +159,52 @@ def test_podman_flags_never_use_the_default_bridge():
     assert ("--gidmap", "0:200000:65536") in set(itertools.pairwise(f))
     with pytest.raises(Unsupported):
         EngineRuntime("podman", "/usr/bin/podman").flags(ContainerSpec(network="bridge"))
+
+
+def test_profile_weight_and_named_volume_flags(tmp_path: Path):
+    profile = tmp_path / "p.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [], "comment": "x"}')
+    spec = ContainerSpec(
+        seccomp_profile=str(profile), blkio_weight=300, volumes=[Volume("conform-v", "/data")]
+    )
+    for f in (
+        RefRuntime("ref", binary="/bin/true").flags(spec),
+        EngineRuntime("podman", "/usr/bin/podman").flags(spec),
+    ):
+        pairs = set(itertools.pairwise(f))
+        assert ("--security-opt", f"seccomp={profile}") in pairs
+        assert ("--blkio-weight", "300") in pairs and ("-v", "conform-v:/data") in pairs
+    cfg = build_config(ContainerSpec(seccomp_profile=str(profile), blkio_weight=300), tmp_path, "c")
+    assert cfg["linux"]["seccomp"] == {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}
+    assert cfg["linux"]["resources"]["blockIO"] == {"weight": 300}
+    with pytest.raises(Unsupported):
+        build_config(spec, tmp_path, cgroups_path="c")  # a named volume: no store in OCI
+
+
+def test_event_names_and_times():
+    from conformance.adapters.base import event_action
+    from conformance.adapters.engine import _event
+
+    assert [event_action(a) for a in ("exec_start: sh -c x", "died", "remove", "create")] == [
+        "exec",
+        "die",
+        "destroy",
+        "create",
+    ]
+    podman = _event({"ID": "c1", "Status": "died", "Time": "2026-01-02T03:04:05.25Z"})
+    assert (podman.container, podman.action, podman.time) == ("c1", "die", 1767323045.25)
+    docker = _event({"id": "c2", "Action": "exec_die", "timeNano": 1_500_000_000})
+    assert (docker.container, docker.action, docker.time) == ("c2", "exec_die", 1.5)
+    offset = _event({"ID": "c3", "Status": "start", "Time": "2026-01-02T05:04:05+02:00"})
+    assert offset.time == 1767323045.0
+    assert _event({"Type": "image", "Status": "pull"}).container == ""
+
+
+def test_ref_bridge_is_the_sessions_own():
+    from conformance.adapters import ref
+
+    name, subnet = ref._free_bridge_name(), ref._free_subnet()
+    assert len(name) == 15 and "rref" in name and "conform" in name
+    assert subnet.subnet_of(ref.SUBNET_POOL) and subnet != ref.RREF_DEFAULT_SUBNET
+    assert not any(subnet.overlaps(n) for n in ref._host_networks())
+    assert ref._host_networks(), "the host's connected routes were not read"

@@ -16,10 +16,6 @@ from conformance import catalogue
 # MUST behaviours without a test yet. Remove an ID when its test lands.
 PENDING = {
     "USR-04",  # setgroups "deny": needs an unprivileged (rootless) runner writing the maps
-    # layered filesystem, init layer, volumes: tests to come with the OVL/INIT/VOL work
-    *(f"OVL-0{i}" for i in range(1, 10)),
-    *(f"INIT-0{i}" for i in range(1, 4)),
-    *(f"VOL-0{i}" for i in range(1, 6)),
     # syscall-trace evidence: tests to come with the probes
     *(f"TRACE-0{i}" for i in range(1, 7)),
 }

@@ -40,3 +40,13 @@ def test_scan_finds_marked_mount_cgroup_and_process(tmp_path):
         proc.wait()
         hostops.umount(str(target))
         os.rmdir(cgroup)
+
+
+def test_scan_finds_a_marked_interface():
+    name = f"conform{uuid.uuid4().hex[:8]}"  # 15 characters: IFNAMSIZ
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True, timeout=20)
+    try:
+        assert f"interface: {name}" in leftovers.scan({name})
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=True, timeout=20)
+    assert f"interface: {name}" not in leftovers.scan({name})
