@@ -70,7 +70,8 @@ class CreateOptions:
         self.cgroup_parent = cgroup_parent
 
 
-def _check_options(o: CreateOptions) -> None:
+def _check_options(o: CreateOptions) -> dict[str, Any]:
+    """Refuse bad options before anything exists; return what was parsed on the way."""
     if o.name is not None or o.hostname is not None:
         import re
     if o.name is not None and not re.match(NAME_PATTERN, o.name):
@@ -89,7 +90,6 @@ def _check_options(o: CreateOptions) -> None:
                          "/rref or /system.slice/rref, without '..'")
     if o.publish and o.network != "bridge":
         raise UsageError("publishing ports needs --network bridge")
-    _port_bindings(o)
     from . import caps
 
     for c in [*o.cap_add, *o.cap_drop]:
@@ -98,10 +98,8 @@ def _check_options(o: CreateOptions) -> None:
     for e in o.env:
         if not e or e.startswith("="):
             raise UsageError(f"invalid environment variable: {e!r}")
-    _userns_maps(o)
-    _user_mounts(o)
-    _security(o)
-    _resources(o)
+    return {"ports": _port_bindings(o), "maps": _userns_maps(o), "mounts": _user_mounts(o),
+            "security": _security(o), "resources": _resources(o)}
 
 
 def _port_bindings(o: CreateOptions) -> dict[str, list[dict[str, str]]]:
@@ -232,7 +230,7 @@ def _make_init_layer(path: str) -> None:
 
 
 def create(store: Store, images: ImageStore, o: CreateOptions) -> str:
-    _check_options(o)
+    parsed = _check_options(o)
     image = images.resolve(o.image)
     icfg = image.config.get("config", {}) or {}
     entry = o.entrypoint if o.entrypoint is not None else (icfg.get("Entrypoint") or [])
@@ -251,16 +249,16 @@ def create(store: Store, images: ImageStore, o: CreateOptions) -> str:
         cdir = store.path(cid)
         os.makedirs(cdir, mode=0o700)
         try:
-            cfg = _build(store, images, cid, cdir, name, image, icfg, args, entry, cmd, o)
+            cfg = _build(store, images, cid, cdir, name, image, icfg, args, entry, cmd, o,
+                         parsed)
             store.save_config(cid, cfg)
             store.save_state(cid, {
                 "Status": "created", "Running": False, "Paused": False, "OOMKilled": False,
                 "Dead": False, "Pid": 0, "PidStart": 0, "MonitorPid": 0, "MonitorStart": 0,
                 "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME})
         except BaseException:
-            import shutil
-
-            shutil.rmtree(cdir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_tree(cdir)
             raise
     events.emit(store.root, "create", cid, event_attrs(cfg))
     return cid
@@ -272,8 +270,8 @@ def event_attrs(cfg: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, image: Any,
            icfg: dict[str, Any],
-           args: list[str], entry: list[str], cmd: list[str], o: CreateOptions
-           ) -> dict[str, Any]:
+           args: list[str], entry: list[str], cmd: list[str], o: CreateOptions,
+           parsed: dict[str, Any]) -> dict[str, Any]:
     hostname = o.hostname or cid[:12]
     if o.network == "host":
         hostname = o.hostname or os.uname().nodename
@@ -289,7 +287,7 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
     _write(os.path.join(cdir, "resolv.conf"), _host_resolv())
     upper, work, merged = (os.path.join(cdir, d) for d in ("upper", "work", "merged"))
     layer_dirs = image.layer_dirs
-    maps = _userns_maps(o)
+    maps = parsed["maps"]
     if maps:
         layer_dirs = images.remapped_layer_dirs(image, *maps)
         _give_to_container_root(cdir, maps)
@@ -308,14 +306,14 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
     spec["annotations"][ANN_OVERLAY] = overlay
     spec["root"]["readonly"] = o.read_only
     proc["capabilities"] = _capabilities(["ALL"] if o.privileged else o.cap_add, o.cap_drop)
-    security = _security(o)
+    security = parsed["security"]
     proc["noNewPrivileges"] = security["no_new_privs"]
     if security["seccomp"] != "unconfined":
         from .seccomp import profile_for
 
         spec["linux"]["seccomp"] = profile_for(security["seccomp"],
                                                proc["capabilities"]["bounding"])
-    spec["linux"]["resources"].update(_resources(o))
+    spec["linux"]["resources"].update(parsed["resources"])
     from .cgroups import detect
 
     if detect().driver_for("devices") != 1:
@@ -338,7 +336,7 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
     if maps:
         spec["linux"]["namespaces"].append({"type": "user"})
         spec["linux"]["uidMappings"], spec["linux"]["gidMappings"] = maps
-    user_mounts = _user_mounts(o)
+    user_mounts = parsed["mounts"]
     if user_mounts:
         from . import volumes
         from .idmap import to_host
@@ -357,7 +355,7 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
         "HostConfig": {"AutoRemove": o.auto_remove, "ReadonlyRootfs": o.read_only,
                        "NetworkMode": o.network, "Privileged": o.privileged,
                        "SecurityOpt": o.security_opt, "CapAdd": o.cap_add,
-                       "CapDrop": o.cap_drop, "PortBindings": _port_bindings(o),
+                       "CapDrop": o.cap_drop, "PortBindings": parsed["ports"],
                        "CgroupParent": o.cgroup_parent or "",
                        **host_config_resources(spec)},
         "Bridge": _bridge_of(o) if o.network == "bridge" else None,
