@@ -1,0 +1,233 @@
+"""A deliberately faulty rref: the reference runtime with ONE named defect.
+
+Why: the ref adapter drives the `rref` CLI, so defects of a Docker-like runtime (a flag
+ignored, a wrong spec, a bad committed layer) must be planted in rref itself. This script
+runs rref's own CLI in-process with one defect patched in; rref's monitor and container
+init are forked from it (no re-exec), so the patch reaches them too.
+
+    python faulty_rref.py [--log FILE] SELECT [rref arguments...]
+
+SELECT is a defect name, ``none``, or ``by-root:NAME=DEFECT,...``: the defect of the suite
+runtime NAME, read from rref's ``--root`` (the ref adapter gives each runtime its own state
+root ``<workspace>/ref-NAME``), so one `rref` wrapper on PATH serves a control runtime and
+several faulty ones in one suite session. An unknown NAME is an error (exit 125), never a
+silently correct runtime.
+
+Defects:
+* every name of `faulty_runc.DEFECTS`: the same edit of the OCI spec rref builds
+  (applied when rref saves a container's config, so inspect, the monitor and the init all
+  see the altered spec);
+* ``ignore-read-only``: the ``--read-only`` flag is dropped from run/create (argv);
+* layer defects (`LAYER_DEFECTS`): a committed layer that is not a proper OCI changeset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from faulty_runc import DEFECTS as SPEC_DEFECTS
+
+ARGV_DEFECTS: dict[str, Callable[[list[str]], list[str]]] = {}
+LAYER_DEFECTS: dict[str, Callable[[], None]] = {}
+_log: str | None = None
+
+
+def _note(name: str, what: str) -> None:
+    if _log:
+        with open(_log, "a") as f:
+            f.write(f"{name} {what}\n")
+
+
+# ------------------------------------------------------------------------------ argv
+
+
+def _ignore_read_only(argv: list[str]) -> list[str]:
+    """`--read-only` of run/create is silently dropped."""
+    cmd = next((i for i, a in enumerate(argv) if a in ("run", "create")), None)
+    if cmd is None or "--read-only" not in argv[cmd:]:
+        return argv
+    i = argv.index("--read-only", cmd)
+    _note("ignore-read-only", "dropped --read-only")
+    return argv[:i] + argv[i + 1 :]
+
+
+ARGV_DEFECTS["ignore-read-only"] = _ignore_read_only
+
+
+# ------------------------------------------------------------------------------ layers
+
+
+def _commit_drops_whiteouts() -> None:
+    """Deletions are lost on commit: the changeset writer emits no `.wh.<name>` for a
+    whiteout of the upper dir (opaque directories still get `.wh..wh..opq`)."""
+    from runtime_ref import layers
+
+    def whiteout(self: Any, rel: str, st: os.stat_result) -> None:
+        _note("commit-drops-whiteouts", f"left out the whiteout of {rel}")
+
+    layers._TarSink.whiteout = whiteout  # type: ignore[method-assign]
+
+
+def _overlay_form(data: bytes) -> bytes:
+    """An OCI changeset tar rewritten in overlayfs's own form: `.wh.<name>` -> char device
+    0/0 `<name>`, `<dir>/.wh..wh..opq` -> xattr trusted.overlay.opaque=y on `<dir>`."""
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as src:
+        infos = [(i, src.extractfile(i).read() if i.isreg() else None) for i in src]
+    opaque = {
+        os.path.dirname(i.name.rstrip("/"))
+        for i, _ in infos
+        if os.path.basename(i.name) == ".wh..wh..opq"
+    }
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as dst:
+        for i, body in infos:
+            d, b = os.path.split(i.name.rstrip("/"))
+            if b == ".wh..wh..opq":
+                continue
+            if b.startswith(".wh."):
+                i.name, i.type, i.size = os.path.join(d, b[4:]), tarfile.CHRTYPE, 0
+                i.devmajor = i.devminor = 0
+                body = None
+            elif i.isdir() and i.name.rstrip("/") in opaque:
+                i.pax_headers = {**i.pax_headers, "SCHILY.xattr.trusted.overlay.opaque": "y"}
+            dst.addfile(i, io.BytesIO(body) if body is not None else None)
+    return out.getvalue()
+
+
+def _commit_overlay_whiteouts() -> None:
+    """The committed layer's tar (what save/push hand on) is the overlay upper as it is:
+    whiteouts stay char devices 0/0 and opaque dirs an xattr. The layer is stored under the
+    digest of that tar, so the image config, the store and the tar agree; its extracted
+    tree is the correct one, so containers of the image still look right."""
+    import hashlib
+    import shutil
+    import subprocess
+
+    from runtime_ref import commit
+
+    original = commit.add_changeset
+
+    def add_changeset(images: Any, *args: Any, **kw: Any) -> str | None:
+        diff_id = original(images, *args, **kw)
+        if diff_id is None:
+            return None
+        with open(images.layer_tar(diff_id), "rb") as f:
+            data = _overlay_form(f.read())
+        new_id = "sha256:" + hashlib.sha256(data).hexdigest()
+        old_dir = os.path.dirname(images.layer_dir(diff_id))
+        new_dir = os.path.dirname(images.layer_dir(new_id))
+        if not os.path.isdir(new_dir):
+            tmp = f"{new_dir}.conform-tmp-{os.getpid()}"
+            subprocess.run(["cp", "-a", old_dir, tmp], check=True)
+            with open(os.path.join(tmp, "layer.tar"), "wb") as f:
+                f.write(data)
+            for stale in ("layer.json", "layer.tar.gz"):
+                if os.path.exists(os.path.join(tmp, stale)):
+                    os.unlink(os.path.join(tmp, stale))
+            meta = {"diff_id": new_id, "size": len(data), "content_size": 0}
+            with open(os.path.join(tmp, "layer.json"), "w") as f:
+                json.dump(meta, f)
+            os.rename(tmp, new_dir)
+            shutil.rmtree(tmp, ignore_errors=True)
+        _note("commit-overlay-whiteouts", f"layer {diff_id[:19]} -> {new_id[:19]}")
+        return new_id
+
+    commit.add_changeset = add_changeset
+
+
+LAYER_DEFECTS["commit-drops-whiteouts"] = _commit_drops_whiteouts
+LAYER_DEFECTS["commit-overlay-whiteouts"] = _commit_overlay_whiteouts
+
+
+# ------------------------------------------------------------------------------ spec
+
+
+def _patch_spec(name: str) -> None:
+    from runtime_ref.state import Store
+
+    original = Store.save_config
+
+    def save_config(self: Any, cid: str, data: dict[str, Any]) -> None:
+        spec = data.get("Spec")
+        if isinstance(spec, dict) and not data.get("_conform_defect"):
+            what = SPEC_DEFECTS[name](spec)
+            data["_conform_defect"] = f"{name}: {what or 'unchanged'}"
+            _note(name, f"{cid[:12]} {what or 'unchanged'}")
+        original(self, cid, data)
+
+    Store.save_config = save_config  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------------------ selection
+
+
+def _runtime_name(argv: list[str]) -> str | None:
+    """The suite runtime whose state root this is (`--root <dir>/ref-NAME`)."""
+    for i, a in enumerate(argv):
+        root = None
+        if a == "--root" and i + 1 < len(argv):
+            root = argv[i + 1]
+        elif a.startswith("--root="):
+            root = a.split("=", 1)[1]
+        if root is not None:
+            base = os.path.basename(root.rstrip("/"))
+            return base[4:] if base.startswith("ref-") else None
+    return None
+
+
+def choose(select: str, argv: list[str]) -> str:
+    if not select.startswith("by-root:"):
+        return select
+    table = dict(p.split("=", 1) for p in select[len("by-root:") :].split(",") if p)
+    name = _runtime_name(argv)
+    if name is None:  # no suite state root: `rref --version`, doctor probes...
+        return "none"
+    if name not in table:
+        raise KeyError(f"faulty_rref: runtime {name!r} not in {sorted(table)}")
+    return table[name]
+
+
+def known() -> list[str]:
+    return sorted({*SPEC_DEFECTS, *ARGV_DEFECTS, *LAYER_DEFECTS, "none"})
+
+
+def main(argv: list[str]) -> int:
+    global _log
+    if argv[:1] == ["--log"]:
+        _log, argv = argv[1], argv[2:]
+    if not argv:
+        print(f"faulty_rref: want a defect first: {', '.join(known())}", file=sys.stderr)
+        return 125
+    try:
+        name = choose(argv[0], argv[1:])
+    except KeyError as e:
+        print(e.args[0], file=sys.stderr)
+        return 125
+    if name not in known():
+        print(f"faulty_rref: unknown defect {name!r} (known: {known()})", file=sys.stderr)
+        return 125
+    rest = argv[1:]
+    if name in ARGV_DEFECTS:
+        rest = ARGV_DEFECTS[name](rest)
+    elif name in SPEC_DEFECTS:
+        _patch_spec(name)
+    elif name in LAYER_DEFECTS:
+        LAYER_DEFECTS[name]()
+    from runtime_ref import cli
+
+    sys.argv = ["rref", *rest]
+    cli.entry()
+    return 0  # not reached: entry() exits
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

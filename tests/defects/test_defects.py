@@ -1,0 +1,422 @@
+"""The suite against deliberately faulty runtimes: each planted defect must be reported as a
+failure of the behaviour it breaks, while the unaltered runtime passes the same tests.
+
+Why: a conformance suite is only as good as the defects it catches. `faulty_runc.py` wraps
+runc and alters the bundle's config.json (one defect per runtime); `faulty_rref.py` is rref
+with one defect patched in (a spec edit, a flag dropped, a bad committed layer). All of them
+run in ONE `conform run` (each runtime restricted with -k to the behaviours its defect
+should break plus one it should not), next to the controls `runc`, `d-none` (the runc
+wrapper altering nothing) and `ref` (through the rref wrapper, altering nothing); the
+tests here read its summary.json.
+
+The run happens in private uts and ipc namespaces (`unshare --uts --ipc`): a runtime that
+shares "the host's" uts or ipc namespace then renames, or leaves SysV objects in, a
+throw-away namespace, not the machine's (the suite's own facts are relative to itself).
+Everything it makes is under /tmp/conform-defect-* and removed afterwards; only the result
+(conform-defects.json, shared by the xdist workers) stays in pytest's own temp directory.
+
+Defects the suite does not catch yet are listed too, as strict xfails naming the gap: when
+the suite learns to catch one, its case XPASSes and must move to the caught ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parents[1]
+FAULTY_RUNC = HERE / "faulty_runc.py"
+FAULTY_RREF = HERE / "faulty_rref.py"
+RUN_TIMEOUT = 200  # seconds for the whole conform run (~45 s; pytest-timeout allows 300)
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class Case:
+    """One planted defect: the behaviours it must fail and one it must leave passing."""
+
+    defect: str
+    area: str
+    fails: tuple[str, ...]
+    passes: tuple[str, ...] = ()
+    via: str = "runc"  # runc: faulty_runc.py as `oci:`; ref: faulty_rref.py as `rref`
+    gap: str = ""  # a defect the suite does NOT catch yet: why (the case is a strict xfail)
+
+    @property
+    def runtime(self) -> str:
+        return ("d-" if self.via == "runc" else "r-") + self.defect
+
+    @property
+    def control(self) -> str:
+        return "runc" if self.via == "runc" else "ref"
+
+    def __str__(self) -> str:
+        return self.runtime
+
+
+CASES = (
+    # namespaces
+    Case("no-pidns", "namespaces", ("PID-01", "PID-03", "PID-05"), ("MNT-08",)),
+    Case("no-utsns", "namespaces", ("UTS-01", "UTS-02"), ("PID-05",)),
+    Case("no-netns", "namespaces", ("NET-01", "NET-06"), ("PID-05",)),
+    Case("no-ipcns", "namespaces", ("IPC-01", "IPC-03"), ("NET-06",)),
+    Case("no-cgroupns", "namespaces", ("CGNS-01",), ("CG-01",)),
+    Case("no-userns", "namespaces", ("USR-01", "USR-06"), ("PID-05",)),
+    Case("uid-map-off-by-one", "namespaces", ("USR-01", "USR-03"), ("USR-06",)),
+    Case("gid-map-off-by-one", "namespaces", ("USR-02", "USR-03"), ("USR-01",)),
+    Case("no-pidns", "namespaces", ("PID-01", "PID-05"), ("MNT-08",), via="ref"),
+    # mounts
+    Case("rw-rootfs", "mounts", ("MNT-05",), ("MNT-06",)),
+    Case("no-masked-paths", "mounts", ("MNT-06",), ("MNT-07",)),
+    Case("no-readonly-paths", "mounts", ("MNT-07",), ("MNT-06",)),
+    Case("rw-volumes", "mounts", ("VOL-03",), ("VOL-01",)),
+    Case("host-proc", "mounts", ("MNT-04", "PID-03"), ("MNT-03",)),
+    Case("ignore-read-only", "mounts", ("MNT-05",), ("MNT-06",), via="ref"),
+    # security
+    Case("all-caps", "security", ("SEC-01",), ("SEC-02",)),
+    Case("cap-sys-admin", "security", ("SEC-01",), ("SEC-02",)),
+    Case("no-nnp", "security", ("SEC-02",), ("SEC-01",)),
+    Case("all-devices", "security", ("SEC-03",), ("SEC-01",)),
+    Case("no-seccomp", "security", ("SEC-04",), ("SEC-01",)),
+    # cgroups
+    Case("no-memory-limit", "cgroups", ("CG-02", "CG-03"), ("CG-04",)),
+    Case("memory-limit-doubled", "cgroups", ("CG-03",), ("CG-02",)),
+    Case("no-pids-limit", "cgroups", ("CG-04",), ("CG-03",)),
+    Case("no-cpu-quota", "cgroups", ("CG-05",), ("CG-04",)),
+    Case("wrong-cpuset", "cgroups", ("CG-06",), ("CG-04",)),
+    # layers and the engine's files (rref only: an OCI runtime commits nothing)
+    Case("commit-drops-whiteouts", "layers", ("OVL-08", "OVL-07"), ("OVL-10",), via="ref"),
+    Case("commit-overlay-whiteouts", "layers", ("OVL-08",), ("OVL-02", "OVL-10"), via="ref"),
+    Case("host-etc-files", "layers", ("INIT-01",), ("VOL-01",), via="ref"),
+    # not caught (yet): strict xfails, so a suite that starts catching them says so
+    Case(
+        "rw-sysfs",
+        "mounts",
+        ("MNT-07",),
+        ("MNT-06",),
+        gap="no behaviour checks that /sys and /sys/fs/cgroup are read-only (MNT-07 names "
+        "only /proc paths): container root can write host kernel knobs under /sys",
+    ),
+    Case(
+        "no-pivot",
+        "mounts",
+        ("MNT-03",),
+        ("MNT-08",),
+        gap="MNT-03 looks only from inside the chroot; after MS_MOVE + chroot the old root "
+        "stays attached below the rootfs, invisible there (TRACE-03 is not covered)",
+    ),
+)
+#: The runc wrapper with no defect: proves the wrapping alone breaks nothing.
+NONE = "d-none"
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def _why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (real containers)"
+    if not (shutil.which("runc") or os.access("/usr/sbin/runc", os.X_OK)):
+        return "runc is not installed (make setup installs it)"
+    if not shutil.which("unshare"):
+        return "unshare (util-linux) is missing: the run needs private uts/ipc namespaces"
+    return None
+
+
+def _script(path: Path, argv: list[str]) -> None:
+    quoted = " ".join("'" + a.replace("'", "'\\''") + "'" for a in argv)
+    path.write_text(f'#!/bin/sh\nexec {quoted} "$@"\n')
+    path.chmod(0o755)
+
+
+def _selection(runtime: str, ids: set[str]) -> str:
+    """-k term: the tests of ``ids`` for ``runtime`` (its node ids end in [NAME] or, with a
+    second parameter, [NAME-...])."""
+    return f"(([{runtime}] or [{runtime}-) and ({' or '.join(sorted(ids))}))"
+
+
+def _run(work: Path) -> dict[str, Any]:
+    runc = shutil.which("runc") or "/usr/sbin/runc"
+    bindir, logs = work / "bin", work / "logs"
+    bindir.mkdir()
+    logs.mkdir()
+    runtimes = ["runc", "ref"]
+    terms = []
+    union: dict[str, set[str]] = {"runc": set(), "ref": set()}
+    for case in CASES:
+        ids = {*case.fails, *case.passes}
+        union[case.control] |= ids
+        terms.append(_selection(case.runtime, ids))
+        if case.via == "runc":
+            wrapper = bindir / case.runtime
+            log = logs / f"{case.runtime}.log"
+            _script(wrapper, [sys.executable, str(FAULTY_RUNC), "--runc", runc, "--log", str(log),
+                              case.defect])  # fmt: skip
+            runtimes.append(f"{case.runtime}=oci:{wrapper}")
+        else:
+            runtimes.append(f"{case.runtime}=ref")
+    _script(bindir / NONE, [sys.executable, str(FAULTY_RUNC), "--runc", runc, "none"])
+    runtimes.append(f"{NONE}=oci:{bindir / NONE}")
+    terms += [_selection("runc", union["runc"]), _selection(NONE, union["runc"])]
+    terms.append(_selection("ref", union["ref"]))
+    # The ref adapter runs the `rref` on PATH, with --root <workspace>/ref-<runtime name>:
+    # one wrapper serves the control and every faulty variant, by that name.
+    table = ",".join(["ref=none", *(f"{c.runtime}={c.defect}" for c in CASES if c.via == "ref")])
+    _script(bindir / "rref", [sys.executable, str(FAULTY_RREF), "--log", str(logs / "rref.log"),
+                              f"by-root:{table}"])  # fmt: skip
+    results = work / "results"
+    argv = [
+        "unshare", "--uts", "--ipc", "--",
+        sys.executable, "-m", "conformance.cli", "run",
+        "--runtime", ",".join(runtimes), "--results", str(results),
+        "-p", "no:cacheprovider", "-q", "-k", " or ".join(terms),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+    t0 = time.monotonic()
+    with open(work / "conform.log", "wb") as out:
+        proc = subprocess.Popen(
+            argv, cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        code: int | None = None
+        try:
+            code = proc.wait(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            _stop(proc)
+    log = (work / "conform.log").read_text(errors="replace")
+    summary_path = results / "summary.json"
+    return {
+        "returncode": code,
+        "seconds": round(time.monotonic() - t0, 1),
+        "log_tail": log[-6000:],
+        "summary": json.loads(summary_path.read_text()) if summary_path.exists() else None,
+        "applied": {p.stem: p.read_text().splitlines() for p in logs.glob("*.log")},
+    }
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a conform run that is still going (timeout, or this test interrupted): SIGINT to
+    pytest, so it tears its containers down and runs its leak check; then SIGKILL to all."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The one `conform run` of every case, made by the first xdist worker that needs it
+    (under a file lock); the others read its result."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    cache = shared / "conform-defects.json"
+    with open(shared / "conform-defects.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not cache.exists():
+            reason = _why_not()
+            if reason:
+                data: dict[str, Any] = {"skip": reason}
+            else:
+                work = Path(tempfile.mkdtemp(prefix="conform-defect-"))
+                try:
+                    data = _run(work)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+            cache.write_text(json.dumps(data))
+    data = json.loads(cache.read_text())
+    if "skip" in data:
+        pytest.skip(data["skip"])
+    if data["summary"] is None or data["returncode"] not in (0, 1):
+        pytest.fail(
+            f"conform run did not complete (exit {data['returncode']}, "
+            f"{data['seconds']}s):\n{data['log_tail']}"
+        )
+    return data
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def _behaviours(data: dict[str, Any], runtime: str) -> dict[str, Any]:
+    return data["summary"]["results"].get(runtime, {}).get("behaviours", {})
+
+
+def _detected(slot: dict[str, Any]) -> bool:
+    """A test of the behaviour failed on an assertion: the suite saw the violation (a
+    RuntimeFailure would mean the container did not even run)."""
+    return any(
+        t["verdict"] == "fail" and t["reason"].startswith(("AssertionError", "Failed"))
+        for t in slot["tests"]
+    )
+
+
+def _brief(slot: dict[str, Any] | None) -> str:
+    if slot is None:
+        return "no test ran"
+    return f"{slot['verdict']}: " + "; ".join(r[:300] for r in slot["reasons"])
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=c.gap)) if c.gap else c
+        for c in CASES
+    ],
+    ids=str,
+)
+def test_defect_is_reported_as_failure_of_its_behaviour(batch: dict[str, Any], case: Case):
+    if case.defect == "wrong-cpuset" and len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("wrong-cpuset needs two CPUs (there is no other CPU to pin to)")
+    control, faulty = _behaviours(batch, case.control), _behaviours(batch, case.runtime)
+    applied = [
+        ln
+        for ln in batch["applied"].get(case.runtime if case.via == "runc" else "rref", [])
+        if ln.startswith(case.defect + " ") and not ln.endswith(" unchanged")
+    ]
+    assert applied, f"{case}: the defect never altered anything (nothing to catch)"
+    judged, unjudged = [], []
+    for bid in case.fails:
+        ctl = control.get(bid)
+        if ctl is None or ctl["verdict"] != "pass":
+            unjudged.append(f"{bid} ({case.control}: {_brief(ctl)})")
+            continue
+        got = faulty.get(bid)
+        assert got is not None and got["verdict"] == "fail", (
+            f"{case}: the suite did NOT catch the defect: {bid} is {_brief(got)} "
+            f"(the control {case.control} passes it)"
+        )
+        assert _detected(got), (
+            f"{case}: {bid} fails only because the runtime could not run it: {_brief(got)}"
+        )
+        judged.append(bid)
+    for bid in case.passes:
+        ctl, got = control.get(bid), faulty.get(bid)
+        if ctl is not None and ctl["verdict"] == "pass":
+            assert got is not None and got["verdict"] == "pass", (
+                f"{case}: {bid}, which this defect leaves alone, is {_brief(got)}"
+            )
+    if unjudged:
+        warnings.warn(
+            f"{case}: cannot judge {', '.join(unjudged)}: the control does not pass it",
+            stacklevel=1,
+        )
+    if not judged:
+        pytest.skip(f"{case}: no expected behaviour can be judged here: {unjudged}")
+
+
+def test_cases_name_catalogue_behaviours():
+    from conformance import catalogue
+
+    known = set(catalogue.load().behaviours)
+    unknown = {b for c in CASES for b in (*c.fails, *c.passes)} - known
+    assert not unknown, f"behaviour IDs not in behaviours.toml: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("control", ["runc", NONE, "ref"])
+def test_unaltered_runtime_passes_the_same_tests(batch: dict[str, Any], control: str):
+    slots = _behaviours(batch, control)
+    assert slots, f"no test ran for the control {control}:\n{batch['log_tail']}"
+    bad = {b: _brief(s) for b, s in slots.items() if s["verdict"] not in ("pass", "unsupported")}
+    assert not bad, f"the unaltered runtime {control} does not pass: {bad}"
+
+
+def test_no_broken_verdicts_nor_leftovers(batch: dict[str, Any]):
+    summary = batch["summary"]
+    broken = [
+        f"{t['nodeid']}: {t['reason'][:300]}" for t in summary["tests"] if t["verdict"] == "broken"
+    ]
+    assert not broken, "the harness broke (not a verdict on a runtime):\n" + "\n".join(broken)
+    assert not summary["leftovers"], f"host resources left behind: {summary['leftovers']}"
+
+
+NS_TYPES = ("pid", "network", "ipc", "uts", "mount", "cgroup", "user")
+
+
+def _faulty_runc() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("conform_faulty_runc", FAULTY_RUNC)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize(
+    ("argv", "cmd", "bundle"),
+    [
+        (["--root", "/s", "run", "--keep", "-b", "/b", "c1"], "run", "/b"),
+        (["--log=/l", "--debug", "create", "--bundle=/b", "c1"], "create", "/b"),
+        (["--root", "/s", "--systemd-cgroup", "run", "--bundle", "/b", "c1"], "run", "/b"),
+        (["--root", "/s", "exec", "c1", "sh"], "exec", None),
+    ],
+)
+def test_wrapper_finds_subcommand_and_bundle(argv: list[str], cmd: str, bundle: str | None):
+    fr = _faulty_runc()
+    _, got_cmd, args = fr.split_argv(argv)
+    assert got_cmd == cmd
+    if bundle is not None:
+        assert fr.find_bundle(args)[0] == bundle
+
+
+def test_every_defect_changes_a_full_config():
+    """Each defect alters a config that asks for everything it could ignore."""
+    fr = _faulty_runc()
+    cfg = {
+        "hostname": "h",
+        "root": {"path": "/r", "readonly": True},
+        "process": {"noNewPrivileges": True, "capabilities": {"bounding": ["CAP_KILL"]}},
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc", "options": []},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]},
+            {"destination": "/vol", "type": "bind", "source": "/v", "options": ["rbind", "ro"]},
+            {"destination": "/etc/hosts", "type": "bind", "source": "/x", "options": ["rbind"]},
+        ],
+        "linux": {
+            "namespaces": [{"type": t} for t in NS_TYPES],
+            "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
+            "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
+            "maskedPaths": ["/proc/kcore"],
+            "readonlyPaths": ["/proc/sys"],
+            "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"},
+            "resources": {
+                "memory": {"limit": 1 << 24},
+                "pids": {"limit": 5},
+                "cpu": {"quota": 1, "period": 2, "cpus": "0"},
+            },
+        },
+    }
+    unchanged = []
+    for name in fr.DEFECTS:
+        if name == "wrong-cpuset" and len(os.sched_getaffinity(0)) < 2:
+            continue
+        if name == "host-etc-files" and not os.path.exists("/etc/hosts"):
+            continue
+        if not fr.apply(name, json.loads(json.dumps(cfg))):
+            unchanged.append(name)
+    assert not unchanged, f"defects that changed nothing: {unchanged}"
