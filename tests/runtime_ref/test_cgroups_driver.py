@@ -305,11 +305,12 @@ def test_cpu_quota_throttles_to_half_a_cpu(box: Box) -> None:
     cpu, wall = map(float, os.read(r, 64).decode().split())
     os.close(r)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-    assert 0.35 <= cpu / wall <= 0.65, (cpu, wall)
+    # a ceiling, not a target: on a loaded runner the child may get less than its quota
+    assert 0.15 <= cpu / wall <= 0.65, (cpu, wall)
     st = cg.stats()["cpu"]
     assert st["nr_throttled"] > 0 and st["throttled_ns"] > 0
     assert st["nr_periods"] >= st["nr_throttled"]
-    assert 0.35 <= st["usage_ns"] / 1e9 / wall <= 0.7, st  # cpuacct agrees
+    assert 0.15 <= st["usage_ns"] / 1e9 / wall <= 0.7, st  # cpuacct agrees
 
 
 def test_cpuset_pins_the_child(box: Box) -> None:

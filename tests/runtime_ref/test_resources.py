@@ -47,7 +47,9 @@ def test_cpu_quota_limits_throughput(rref: Rref) -> None:
     with open(os.path.join(acct, "cpuacct.usage")) as f:
         u1, t1 = int(f.read()), time.monotonic()
     share = (u1 - u0) / 1e9 / (t1 - t0)
-    assert 0.35 <= share <= 0.62, share
+    # the quota is a ceiling: never above half a CPU (with slack for accounting); the floor
+    # only proves the loop ran, since a loaded 2-CPU runner may give it less than its quota
+    assert 0.15 <= share <= 0.62, share
     cpu_dir = next(v for k, v in cg.items() if "cpu" in k.split(","))
     with open(os.path.join(cpu_dir, "cpu.stat")) as f:
         stat = dict(line.split() for line in f)
