@@ -77,9 +77,14 @@ def test_pause_freezes_and_unpause_resumes(rref: Rref) -> None:
     p = rref("pause", cid, check=False)
     assert p.returncode == 1 and "already paused" in p.stderr
     rref("unpause", cid)
-    time.sleep(0.4)
-    with open(os.path.join(upper, "n")) as f:
-        assert f.read() != a
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with open(os.path.join(upper, "n")) as f:
+            if f.read() != a:
+                break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("no progress after unpause")
     assert rref.inspect(cid, "{{.State.Status}}") == "running"
 
 
