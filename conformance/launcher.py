@@ -63,6 +63,25 @@ def _argv(argv: Sequence[str]) -> list[str]:
     return out
 
 
+_cwd: list[str] = []
+
+
+def runtime_cwd() -> str:
+    """The working directory runtimes are started in: a private, removed-at-exit directory.
+
+    Runtimes drop files in their working directory (podman's conmon writes `oom` there
+    after an OOM kill); started from the caller's directory they would litter a checkout.
+    """
+    if not _cwd:
+        import atexit
+        import shutil
+        import tempfile
+
+        _cwd.append(tempfile.mkdtemp(prefix="conform-cwd-"))
+        atexit.register(shutil.rmtree, _cwd[0], True)
+    return _cwd[0]
+
+
 def _notify(record: Record) -> None:
     for fn in list(_observers):
         fn(record)
@@ -96,6 +115,7 @@ def launch(
         text=True,
         errors="replace",
         start_new_session=True,
+        cwd=runtime_cwd(),
     )
     try:
         out, err = proc.communicate(stdin, timeout=timeout)
@@ -131,6 +151,7 @@ def launch_popen(
         stderr=stderr,
         env=env,
         start_new_session=True,
+        cwd=runtime_cwd(),
     )
     _notify(Record(args, None, "", "", 0.0))
     return proc
