@@ -81,6 +81,46 @@ def mountinfo(pid: int | str) -> list[str]:
     return Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
 
 
+def parse_mountinfo(lines: list[str]) -> list[dict[str, str]]:
+    """mountinfo lines as dicts: id, parent, devno, root, mount_point, options (per mount),
+    fstype, source, super (per superblock options)."""
+    out = []
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        f, r = left.split(), right.split()
+        if len(f) < 6 or len(r) < 2:
+            continue
+        out.append(
+            {
+                "id": f[0],
+                "parent": f[1],
+                "devno": f[2],
+                "root": f[3],
+                "mount_point": f[4],
+                "options": f[5],
+                "fstype": r[0],
+                "source": r[1],
+                "super": r[2] if len(r) > 2 else "",
+            }
+        )
+    return out
+
+
+def host_root_mount() -> dict[str, str]:
+    """The host's (the harness's) `/` mount: the top one of /proc/self/mountinfo."""
+    return [m for m in parse_mountinfo(host_mountinfo()) if m["mount_point"] == "/"][-1]
+
+
+def mounts_outside_root(pid: int | str) -> list[hostops.NsMount]:
+    """Mounts of ``pid``'s mount namespace that its root directory cannot reach: the old
+    root (and everything below it) of a runtime that chroot()s instead of pivot_root()ing
+    and detaching it. /proc/<pid>/mountinfo lists only the reachable ones, so the whole
+    namespace comes from listmount(2) (OSError where the kernel cannot list it)."""
+    every = hostops.namespace_mounts(pid)
+    reachable = {int(m["id"]) for m in parse_mountinfo(mountinfo(pid))}
+    return [m for m in every if m.old_id not in reachable]
+
+
 def host_interfaces() -> list[str]:
     return sorted(os.listdir("/sys/class/net"))
 

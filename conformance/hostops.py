@@ -1,5 +1,5 @@
-"""Host-side actions the harness performs itself (not through a runtime): mounts, SysV shm,
-POSIX mqueues, and short-lived children that join a container's namespaces.
+"""Host-side actions the harness performs itself (not through a runtime): mounts, SysV IPC
+objects, POSIX mqueues, and short-lived children that join a container's namespaces.
 
 Why: several behaviours are checked by changing the host (a mount after start, a shm
 segment) or by acting from inside a container's namespace without relying on the runtime's
@@ -11,14 +11,18 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import functools
 import json
 import os
+import platform
 import select
 import signal
+import struct
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 MNT_DETACH = 2
@@ -77,7 +81,29 @@ def is_mountpoint(path: str) -> bool:
         return any(line.split()[4] == path for line in f)
 
 
-# ---------------------------------------------------------------------------- SysV shm
+# ---------------------------------------------------------------------------- SysV IPC
+
+#: The suite's SysV IPC keys: 0x436f0000..0x436fffff ("Co" and 16 bits). Tests take their
+#: keys from `Workspace.ipc_key()`, so the session's leak check can find what it left.
+CONFORM_KEYS = range(0x436F0000, 0x43700000)
+SYSV_KINDS = ("shm", "sem", "msg")
+
+
+def sysv_objects(kind: str, text: str | None = None) -> list[tuple[int, int]]:
+    """(key, id) of every SysV ``kind`` (shm, sem, msg) object in /proc/sysvipc/<kind> of
+    this process's ipc namespace (or of ``text``, that file's content)."""
+    if text is None:
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                text = f.read()
+        except OSError:
+            return []
+    out = []
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 2 and f[0].lstrip("-").isdigit() and f[1].isdigit():
+            out.append((int(f[0]) & 0xFFFFFFFF, int(f[1])))
+    return out
 
 
 def shm_create(key: int, size: int) -> int:
@@ -94,6 +120,33 @@ def shm_create(key: int, size: int) -> int:
 
 def shm_remove(shmid: int) -> None:
     _check("shmctl IPC_RMID", _libc().shmctl(ctypes.c_int(shmid), IPC_RMID, None))
+
+
+def msg_create(key: int) -> int:
+    """A new SysV message queue; returns its id."""
+    libc = _libc()
+    return _check(
+        "msgget", libc.msgget(ctypes.c_int(key), ctypes.c_int(IPC_CREAT | IPC_EXCL | 0o600))
+    )
+
+
+def msg_remove(msqid: int) -> None:
+    _check("msgctl IPC_RMID", _libc().msgctl(ctypes.c_int(msqid), IPC_RMID, None))
+
+
+def sem_create(key: int, nsems: int = 1) -> int:
+    """A new SysV semaphore set; returns its id."""
+    libc = _libc()
+    return _check(
+        "semget",
+        libc.semget(
+            ctypes.c_int(key), ctypes.c_int(nsems), ctypes.c_int(IPC_CREAT | IPC_EXCL | 0o600)
+        ),
+    )
+
+
+def sem_remove(semid: int) -> None:
+    _check("semctl IPC_RMID", _libc().semctl(ctypes.c_int(semid), 0, IPC_RMID))
 
 
 def shm_keys_sizes(text: str) -> dict[int, int]:
@@ -130,6 +183,101 @@ def mq_exists(name: str) -> bool:
 def mq_unlink(name: str) -> None:
     with contextlib.suppress(OSError):
         _check(f"mq_unlink {name}", _libc().mq_unlink(name.encode()))
+
+
+# ---------------------------------------------------------------------------- mount namespaces
+
+#: listmount(2)/statmount(2) (Linux 6.8; mounts of another namespace, by its id, since 6.11):
+#: the same numbers wherever the unified syscall table is used.
+SYSCALLS = {"x86_64": (457, 458), "aarch64": (457, 458), "riscv64": (457, 458)}
+NS_GET_MNTNS_ID = 0x8008B705  # _IOR(0xb7, 5, __u64)
+LSMT_ROOT = 0xFFFF_FFFF_FFFF_FFFF
+STATMOUNT_MASK = 0x1 | 0x2 | 0x8 | 0x10 | 0x20  # sb basic, mnt basic, root, point, fs type
+STATMOUNT_STR = 512  # offset of the strings after struct statmount's fixed part
+
+
+@dataclass(frozen=True)
+class NsMount:
+    """One mount of a mount namespace, as statmount(2) tells it."""
+
+    mnt_id: int  # 64-bit unique id
+    old_id: int  # the id in /proc/<pid>/mountinfo
+    dev: str  # major:minor of the filesystem
+    root: str  # the mount's root within its filesystem
+    mount_point: str  # relative to the namespace's first mount
+    fstype: str
+
+
+def _syscalls() -> tuple[int, int]:
+    numbers = SYSCALLS.get(platform.machine())
+    if numbers is None:
+        raise OSError(errno.ENOSYS, f"listmount(2) number unknown on {platform.machine()}")
+    return numbers
+
+
+def mount_namespace_id(pid: int | str) -> int:
+    """The 64-bit id of ``pid``'s mount namespace (NS_GET_MNTNS_ID, Linux 6.11)."""
+    import fcntl
+
+    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, NS_GET_MNTNS_ID, buf)
+    finally:
+        os.close(fd)
+    return int(struct.unpack("Q", buf)[0])
+
+
+def _mnt_id_req(mnt_id: int, param: int, ns_id: int) -> bytes:
+    return struct.pack("IIQQQ", 32, 0, mnt_id, param, ns_id)
+
+
+def namespace_mounts(pid: int | str) -> list[NsMount]:
+    """EVERY mount of ``pid``'s mount namespace, also those outside its root directory, which
+    /proc/<pid>/mountinfo leaves out (an old root left below a chroot). OSError (ENOSYS,
+    EINVAL, ENOTTY...) where the kernel cannot list another namespace's mounts."""
+    statmount, listmount = _syscalls()
+    libc = _libc()
+    libc.syscall.restype = ctypes.c_long
+    ns_id = mount_namespace_id(pid)
+    ids: list[int] = []
+    batch = (ctypes.c_uint64 * 512)()
+    last = 0
+    while True:
+        req = _mnt_id_req(LSMT_ROOT, last, ns_id)
+        n = _check(
+            "listmount",
+            libc.syscall(
+                ctypes.c_long(listmount), req, batch, ctypes.c_size_t(len(batch)), ctypes.c_uint(0)
+            ),
+        )
+        ids += batch[:n]
+        if n < len(batch):
+            break
+        last = batch[n - 1]
+    out = []
+    buf = ctypes.create_string_buffer(1 << 16)
+    for mnt_id in ids:
+        req = _mnt_id_req(mnt_id, STATMOUNT_MASK, ns_id)
+        rc = libc.syscall(
+            ctypes.c_long(statmount), req, buf, ctypes.c_size_t(len(buf)), ctypes.c_uint(0)
+        )
+        if rc < 0 and ctypes.get_errno() == errno.ENOENT:
+            continue  # unmounted since it was listed
+        _check("statmount", rc)
+        raw = buf.raw
+        major, minor = struct.unpack_from("II", raw, 16)
+        (fs_type,) = struct.unpack_from("I", raw, 36)
+        (old_id,) = struct.unpack_from("I", raw, 56)
+        root, point = struct.unpack_from("II", raw, 104)
+
+        def text(off: int, raw: bytes = raw) -> str:
+            return raw[STATMOUNT_STR + off :].split(b"\0", 1)[0].decode(errors="replace")
+
+        out.append(
+            NsMount(mnt_id, old_id, f"{major}:{minor}", text(root), text(point), text(fs_type))
+        )
+    return out
 
 
 # ---------------------------------------------------------------------------- namespaces

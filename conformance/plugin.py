@@ -6,6 +6,9 @@ collected test carries ``@pytest.mark.behaviour``. Then it:
 
 * parametrises every behaviour test by runtime (``--runtime ref,runc,podman``; the id is
   the runtime name, also an Allure parameter);
+* selects by exact behaviour ID with ``--behaviour ID[,ID]`` (repeatable; ``RUNTIME:ID,...``
+  for one runtime only) and deselects everything else -- unlike ``-k``, which matches
+  substrings of test names too (``-k INIT`` selects test_init_is_pid_1);
 * checks markers at collection: a behaviour ID not in the catalogue or a ``requires``
   token nobody defines is a collection error;
 * before each test, skips with ``unsupported: <reason>`` when the runtime is not installed
@@ -57,6 +60,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"(default {RESULTS_DEFAULT} when --runtime is given)",
     )
     g.addoption(
+        "--behaviour",
+        dest="conform_behaviour",
+        action="append",
+        default=None,
+        metavar="[RUNTIME:]ID[,ID]",
+        help="run only the tests of these behaviour IDs (exact IDs, not substrings like -k); "
+        "repeatable; RUNTIME:ID,... restricts one runtime of --runtime, the others then run "
+        "only unscoped IDs",
+    )
+    g.addoption(
         "--deviations",
         dest="conform_deviations",
         default=None,
@@ -76,7 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "conformance test needs (else: unsupported)",
     )
     opt = config.option
-    if opt.conform_runtime is None and opt.conform_results is None:
+    if opt.conform_runtime is None and opt.conform_results is None and not opt.conform_behaviour:
         return  # inert until a behaviour test shows up (see _state)
     results = Path(opt.conform_results or RESULTS_DEFAULT).absolute()
     _activate(config, opt.conform_runtime or "ref", str(results))
@@ -166,6 +179,52 @@ def _runtime_name(item: pytest.Item) -> str | None:
     return callspec.params.get("runtime") if callspec else None
 
 
+def parse_behaviour_option(
+    values: list[str], runtimes: list[str], known: set[str]
+) -> tuple[set[str], dict[str, set[str]]]:
+    """``--behaviour`` values -> (IDs for every runtime, runtime -> IDs for it alone).
+    Unknown IDs or runtimes are usage errors."""
+    everywhere: set[str] = set()
+    scoped: dict[str, set[str]] = {}
+    for value in values:
+        scope, sep, ids_text = value.rpartition(":")
+        ids = {i.strip() for i in ids_text.split(",") if i.strip()}
+        if not ids:
+            raise pytest.UsageError(f"--behaviour {value!r}: no behaviour ID")
+        unknown = sorted(ids - known)
+        if unknown:
+            raise pytest.UsageError(
+                f"--behaviour {value!r}: unknown behaviour ID(s) {', '.join(unknown)} "
+                "(see `conform list`)"
+            )
+        if not sep:
+            everywhere |= ids
+        elif scope in runtimes:
+            scoped.setdefault(scope, set()).update(ids)
+        else:
+            raise pytest.UsageError(
+                f"--behaviour {value!r}: {scope!r} is not a runtime of --runtime "
+                f"({', '.join(runtimes)})"
+            )
+    return everywhere, scoped
+
+
+def _select_behaviours(config: pytest.Config, items: list[pytest.Item], state: Any) -> None:
+    """--behaviour: keep the behaviour tests of the chosen IDs, deselect everything else."""
+    values = config.option.conform_behaviour
+    if not values:
+        return
+    everywhere, scoped = parse_behaviour_option(values, state.names, set(state.catalogue.ids()))
+    keep, drop = [], []
+    for item in items:
+        ids, name = _behaviours(item), _runtime_name(item)
+        wanted = everywhere | scoped.get(name or "", set())
+        (keep if ids and name is not None and wanted & set(ids) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.hookimpl(tryfirst=True)  # before -k/-m deselect: `-k CG-02` selects by behaviour ID
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not _active(config):
@@ -174,6 +233,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     cat = catalogue.load()
     state = _state(config)
+    _select_behaviours(config, items, state)
     allure = importlib.util.find_spec("allure_pytest") is not None
     for item in items:
         ids, name = _behaviours(item), _runtime_name(item)
@@ -360,6 +420,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config.workeroutput["conform_leftovers"] = found
         return
     state.leftovers.extend(found)
+    state.leftovers.extend(state.renamed_host())  # the controller saw the name before workers
     if state.results:
         from conformance import verdicts
 

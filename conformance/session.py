@@ -8,6 +8,7 @@ created only when the suite is active, so plain pytest runs of the repo pay noth
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from typing import Any
 
@@ -28,6 +29,7 @@ class State:
         self.deviations_dir = deviations_dir
         self.catalogue = catalogue.load()
         self.started = time.time()
+        self.hostname = socket.gethostname()  # the host's, to see a runtime rename it
         self._adapters: dict[str, Runtime] = {}
         self._prepared: dict[str, Exception | None] = {}
         self._workspace: Workspace | None = None
@@ -108,7 +110,8 @@ class State:
         """Leak check, then close adapters and the workspace; returns the leftovers found."""
         found: list[str] = []
         if self._workspace is not None:
-            found = leftovers.settled(self._workspace.markers)
+            ws = self._workspace
+            found = leftovers.settled(ws.markers, sysv_keys=ws.sysv_keys, mqueues=ws.mqueues)
         for name, rt in self._adapters.items():
             if self._prepared.get(name, 1) is None:
                 with contextlib.suppress(Exception):
@@ -116,6 +119,17 @@ class State:
         if self._workspace is not None:
             self._workspace.close()
         return found
+
+    def renamed_host(self) -> list[str]:
+        """The host's hostname changed since the session began (a runtime that applied a
+        container's hostname in the host's uts namespace): reported, not undone."""
+        now = socket.gethostname()
+        if now == self.hostname:
+            return []
+        return [
+            f"hostname: the host's hostname changed during the session ({self.hostname!r} -> "
+            f"{now!r}); a runtime set a container's hostname in the host's uts namespace?"
+        ]
 
     def host_summary(self) -> dict[str, Any]:
         if self._host_tokens is None:

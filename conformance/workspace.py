@@ -2,17 +2,18 @@
 
 Why: xdist workers run in parallel and runs may overlap, so each session works under its own
 /tmp/conform-<sid> and records the names it gives out; the end-of-session leak check looks
-only for those names.
+only for those names (and for the SysV keys and POSIX mqueue names it handed out).
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import uuid
 from pathlib import Path
 
-from conformance import rootfs
+from conformance import hostops, rootfs
 from conformance.errors import Unsupported
 
 
@@ -25,6 +26,8 @@ class Workspace:
         self.dir.mkdir(mode=0o755)
         os.chmod(self.dir, 0o755)  # traversable by mapped (user namespace) container roots
         self.markers: set[str] = {str(self.dir)}
+        self.sysv_keys: set[int] = set()
+        self.mqueues: set[str] = set()
         self._tree: Path | None = None
         self._hash: str | None = None
 
@@ -36,6 +39,20 @@ class Workspace:
     def mark(self, *names: str) -> None:
         """Remember host-resource names (container ids, cgroup names...) for leak checks."""
         self.markers.update(n for n in names if n and len(n) >= 8)
+
+    def ipc_key(self) -> int:
+        """A SysV IPC key of the suite's range (hostops.CONFORM_KEYS), new in this session."""
+        while True:
+            key = random.choice(hostops.CONFORM_KEYS)
+            if key not in self.sysv_keys:
+                self.sysv_keys.add(key)
+                return key
+
+    def mqueue_name(self) -> str:
+        """A POSIX message queue name ``/conform-<hex>``, new in this session."""
+        name = f"/conform-{uuid.uuid4().hex[:16]}"
+        self.mqueues.add(name)
+        return name
 
     def base_tree(self) -> Path:
         """The suite's busybox rootfs (built on first use; Unsupported without a static

@@ -2,8 +2,10 @@
 
 `--runtime` takes a comma list of choices, each `KIND` or `NAME=KIND`:
 
-* ``ref`` -- the reference runtime's CLI (`rref`); ``ref-oci`` -- rref as an OCI runtime
-  (a stub until rref reads bundles);
+* ``ref`` -- the reference runtime's CLI (the first `rref` on PATH); ``ref:/path`` -- the rref
+  CLI at that path (named after the file unless NAME= is given; several in one session each
+  get their own state root); ``ref-oci`` -- rref as an OCI runtime (a stub until rref reads
+  bundles);
 * ``runc``, ``crun``, ``youki`` -- OCI runtimes found on PATH; ``oci:/path`` -- any
   runc-compatible binary (named after the file unless NAME= is given);
 * ``podman``, ``docker`` -- engines through their CLI;
@@ -19,7 +21,7 @@ from conformance.adapters.base import Runtime
 
 OCI_NAMES = ("runc", "crun", "youki")
 ENGINE_NAMES = ("podman", "docker")
-KINDS = ("ref", "ref-oci", *OCI_NAMES, *ENGINE_NAMES, "oci:<path>", "fake")
+KINDS = ("ref", "ref:<path>", "ref-oci", *OCI_NAMES, *ENGINE_NAMES, "oci:<path>", "fake")
 
 
 class ChoiceError(ValueError):
@@ -44,6 +46,11 @@ def parse_choices(text: str) -> list[Choice]:
             name, what = "", raw
         if what == "ref":
             choice = Choice(name or "ref", "ref", "rref")
+        elif what.startswith("ref:"):
+            path = what[4:]
+            if not path.startswith("/"):
+                raise ChoiceError(f"--runtime {raw!r}: ref: needs an absolute path")
+            choice = Choice(name or os.path.basename(path), "ref", path)
         elif what == "ref-oci":
             choice = Choice(name or "ref-oci", "ref-oci", "rref")
         elif what in OCI_NAMES:
@@ -74,7 +81,7 @@ def make(choice: Choice) -> Runtime:
     if choice.kind == "ref":
         from conformance.adapters.ref import RefRuntime
 
-        return RefRuntime(choice.name)
+        return RefRuntime(choice.name, None if choice.target == "rref" else choice.target)
     if choice.kind == "ref-oci":
         from conformance.adapters.stub import ref_oci
 

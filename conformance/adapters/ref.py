@@ -80,8 +80,10 @@ class RefRuntime(BaseRuntime):
         self.env: dict[str, str] | None = None
 
     def available(self) -> str | None:
-        if not self.binary or not os.access(self.binary, os.X_OK):
+        if not self.binary:
             return f"runtime {self.name} not installed (no rref on PATH)"
+        if not os.access(self.binary, os.X_OK):
+            return f"runtime {self.name} not installed ({self.binary} is not an executable)"
         return None
 
     def capabilities(self) -> frozenset[str]:

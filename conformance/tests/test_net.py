@@ -1,5 +1,10 @@
 """Network namespace (NET-01..06): a private network stack; bridge mode on the session's
-own bridge and subnet."""
+own bridge and subnet.
+
+NET-02..04 configure an interface, bind ports and connect inside: they run in a gated
+container (`support.gated`) that acts only once the host saw that its network namespace is
+its own, so a runtime sharing the host's fails fast and never touches the host's stack.
+Every client has a time limit (busybox `timeout`: this busybox's `wget -T` crashes)."""
 
 from __future__ import annotations
 
@@ -13,7 +18,10 @@ import pytest
 
 from conformance import facts
 from conformance.adapters.base import ContainerSpec
-from conformance.tests.support import ran, reported, sh, started
+from conformance.tests.support import gated, own_namespace_seen_both_ways, reported, sh, started
+
+#: Seconds a client inside may wait for an answer.
+CLIENT_TIMEOUT = 3
 
 
 @pytest.mark.behaviour("NET-01")
@@ -23,22 +31,25 @@ def test_network_none_has_only_lo(runtime, inspect_inside):
 
 
 @pytest.mark.behaviour("NET-02")
-def test_host_interfaces_invisible_and_unconfigurable(runtime):
+@pytest.mark.requires("detach")
+def test_host_interfaces_invisible_and_unconfigurable(runtime, container):
     host_ifs = [i for i in facts.host_interfaces() if i != "lo"]
     if not host_ifs:
         pytest.skip("unsupported: the host has no interface but lo")
     target = host_ifs[0]
     mtu = open(f"/sys/class/net/{target}/mtu").read().strip()  # noqa: SIM115
-    # Setting the current MTU again changes nothing even if the runtime let it through.
-    res = runtime.run(
-        ContainerSpec(
-            cap_add=["NET_ADMIN"],
-            argv=sh(
-                f'echo "ifs=$(ls /sys/class/net | tr "\\n" " ")"; '
-                f"ip link set dev {target} mtu {mtu}; echo rc=$?"
-            ),
-        )
-    )
+    # Tried only in a network namespace that is not the host's; and setting the current MTU
+    # again would change nothing even there.
+    res = gated(
+        runtime,
+        container,
+        ContainerSpec(cap_add=["NET_ADMIN"]),
+        own=["net"],
+        then=(
+            f'echo "ifs=$(ls /sys/class/net | tr "\\n" " ")"; '
+            f"ip link set dev {target} mtu {mtu}; echo rc=$?"
+        ),
+    ).result
     seen = reported(res, "ifs=").split()
     assert not set(seen) & set(host_ifs), f"host interfaces visible inside: {seen}"
     assert reported(res, "rc=") != "0", (
@@ -47,16 +58,19 @@ def test_host_interfaces_invisible_and_unconfigurable(runtime):
 
 
 @pytest.mark.behaviour("NET-03")
-def test_loopback_works(runtime):
-    res = ran(
+@pytest.mark.requires("detach")
+def test_loopback_works(runtime, container):
+    res = gated(
         runtime,
-        ContainerSpec(
-            argv=sh(
-                "mkdir -p /tmp/www && echo conform-lo-ok > /tmp/www/i && "
-                "httpd -p 127.0.0.1:8080 -h /tmp/www && wget -q -O - http://127.0.0.1:8080/i"
-            )
+        container,
+        ContainerSpec(),
+        own=["net"],
+        then=(
+            "mkdir -p /tmp/www && echo conform-lo-ok > /tmp/www/i && "
+            "httpd -p 127.0.0.1:8080 -h /tmp/www && "
+            f"timeout {CLIENT_TIMEOUT} wget -q -O - http://127.0.0.1:8080/i"
         ),
-    )
+    ).result
     assert "conform-lo-ok" in res.stdout, f"no answer over lo inside ({res.describe()})"
 
 
@@ -82,19 +96,23 @@ def _accepted(s: socket.socket) -> bool:
 
 
 @pytest.mark.behaviour("NET-04")
-def test_port_space_is_private(runtime):
+@pytest.mark.requires("detach")
+def test_port_space_is_private(runtime, container):
     with _host_listener() as a, _host_listener() as b:
         pa, pb = a.getsockname()[1], b.getsockname()[1]
-        res = runtime.run(
-            ContainerSpec(
-                argv=sh(
-                    "mkdir -p /tmp/w && echo conform-own > /tmp/w/i; "
-                    f"httpd -p 127.0.0.1:{pa} -h /tmp/w; echo bind=$?; "
-                    f"wget -q -O - http://127.0.0.1:{pa}/i; "
-                    f"wget -q -O - http://127.0.0.1:{pb}/i; echo other=$?"
-                )
-            )
-        )
+        get = f"timeout {CLIENT_TIMEOUT} wget -q -O -"
+        res = gated(
+            runtime,
+            container,
+            ContainerSpec(),
+            own=["net"],
+            then=(
+                "mkdir -p /tmp/w && echo conform-own > /tmp/w/i; "
+                f"httpd -p 127.0.0.1:{pa} -h /tmp/w; echo bind=$?; "
+                f"{get} http://127.0.0.1:{pa}/i; "
+                f"{get} http://127.0.0.1:{pb}/i; echo other=$?"
+            ),
+        ).result
         assert reported(res, "bind=") == "0", (
             f"port {pa}, bound on the host's loopback, could not be bound inside: {res.stderr}"
         )
@@ -109,11 +127,7 @@ def test_port_space_is_private(runtime):
 
 @pytest.mark.behaviour("NET-06")
 def test_net_ns_differs_from_host(runtime, observe):
-    o = observe()
-    assert o.inside.ns["net"] != facts.host_ns_ids()["net"], (
-        "the container shares the host's network namespace"
-    )
-    assert facts.ns_id(o.pid, "net") == o.inside.ns["net"]
+    own_namespace_seen_both_ways(observe(), "net")
 
 
 def _bridge_view(runtime, c) -> dict[str, str]:

@@ -1,4 +1,8 @@
-"""PID namespace (PID-01..08): the container sees only its own process tree."""
+"""PID namespace (PID-01..08): the container sees only its own process tree.
+
+PID-06 and PID-07 kill processes by pid; they first check from the host that the container
+has its own pid namespace (a FAIL otherwise), so a runtime sharing the host's cannot turn
+them into signals to the host's processes."""
 
 from __future__ import annotations
 
@@ -9,7 +13,18 @@ import pytest
 
 from conformance import facts
 from conformance.adapters.base import ContainerSpec
-from conformance.tests.support import host_process, ran, reported, sh, started, token, value
+from conformance.tests.support import (
+    gated,
+    host_process,
+    own_namespace_seen_both_ways,
+    ran,
+    reported,
+    require_own_namespace,
+    sh,
+    started,
+    token,
+    value,
+)
 
 
 @pytest.mark.behaviour("PID-01")
@@ -58,19 +73,14 @@ def test_host_pids_are_unreachable(runtime):
 
 @pytest.mark.behaviour("PID-05")
 def test_pid_ns_differs_from_host(runtime, observe):
-    o = observe()
-    host = facts.host_ns_ids()["pid"]
-    assert o.inside.ns["pid"] != host, "the container shares the host's pid namespace"
-    assert facts.ns_id(o.pid, "pid") == o.inside.ns["pid"], (
-        "inside and outside disagree on the init's pid namespace"
-    )
+    own_namespace_seen_both_ways(observe(), "pid")
 
 
 @pytest.mark.behaviour("PID-06")
 @pytest.mark.requires("detach")
 def test_killing_init_ends_every_process(runtime, container):
     s = started(runtime, container, ContainerSpec(), prepare="sleep 1001 & sleep 1002 &")
-    ns = facts.ns_id(s.pid, "pid")
+    ns = require_own_namespace(runtime, s, "pid")
     facts.wait_for(
         lambda: len([p for p in facts.pids_in_ns("pid", ns) if facts.alive(p)]) >= 3,
         what="the container's three processes",
@@ -88,15 +98,22 @@ def test_killing_init_ends_every_process(runtime, container):
 
 
 @pytest.mark.behaviour("PID-07")
-def test_init_ignores_sigkill_from_inside(runtime):
-    res = runtime.run(
-        ContainerSpec(argv=sh('echo started=1; sh -c "kill -9 1"; echo init-survived'))
+@pytest.mark.requires("detach")
+def test_init_ignores_sigkill_from_inside(runtime, container):
+    g = gated(
+        runtime,
+        container,
+        ContainerSpec(),
+        own=["pid"],
+        then='echo started=1; sh -c "kill -9 1"; echo init-survived',
     )
-    reported(res, "started=")
-    assert "init-survived" in res.stdout, (
-        f"init died from a SIGKILL sent inside its namespace ({res.describe()})"
+    assert g.finished and facts.alive(g.pid), (
+        f"init died from a SIGKILL sent inside its namespace ({g.result.describe()})"
     )
-    assert res.exit_code == 0, res.describe()
+    reported(g.result, "started=")
+    assert "init-survived" in g.result.stdout, (
+        f"the script did not go on after `kill -9 1` inside ({g.result.describe()})"
+    )
 
 
 @pytest.mark.behaviour("PID-08")

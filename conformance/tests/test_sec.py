@@ -12,7 +12,7 @@ from conformance import facts
 from conformance.adapters.base import ContainerSpec
 from conformance.adapters.ocispec import DEFAULT_CAPS
 from conformance.errors import Unsupported
-from conformance.tests.support import reported, sh, token
+from conformance.tests.support import gated, reported, sh, token
 
 #: docker's default set (lower case, no CAP_): the bound a default container must stay in.
 DEFAULT_SET = {c.removeprefix("CAP_").lower() for c in DEFAULT_CAPS}
@@ -76,20 +76,25 @@ def _host_openable() -> list[tuple[str, int, int, str]]:
 
 
 @pytest.mark.behaviour("SEC-03")
-@pytest.mark.requires("cgroup:devices")
-def test_devices_beyond_default_set_are_denied(runtime):
+@pytest.mark.requires("cgroup:devices", "detach")
+def test_devices_beyond_default_set_are_denied(runtime, container):
     probes = _host_openable()
     if not probes:
         pytest.skip("unsupported: no probe device node the host itself can open")
-    # /dev is a tmpfs without nodev: the devices cgroup is what must say no.
+    # /dev is a tmpfs without nodev: the devices cgroup is what must say no. The nodes are
+    # made only in a /dev the host saw is not its own (nor in its mount namespace).
     script = "; ".join(
         f"mknod /dev/conform-{i} {kind} {major} {minor}; "
-        f"head -c 1 /dev/conform-{i} > /dev/null; echo open{i}=$?"
+        f"head -c 1 /dev/conform-{i} > /dev/null; echo open{i}=$?; rm -f /dev/conform-{i}"
         for i, (kind, major, minor, _) in enumerate(probes)
     )
-    res = runtime.run(
-        ContainerSpec(argv=sh(f"{script}; head -c 1 /dev/zero > /dev/null; echo zero=$?"))
-    )
+    res = gated(
+        runtime,
+        container,
+        ContainerSpec(),
+        own=["mnt", "root", "/dev"],
+        then=f"{script}; head -c 1 /dev/zero > /dev/null; echo zero=$?",
+    ).result
     assert reported(res, "zero=") == "0", f"default devices unusable: {res.describe()}"
     opened = [path for i, (_, _, _, path) in enumerate(probes) if reported(res, f"open{i}=") == "0"]
     assert not opened, f"device nodes outside the default set opened inside: {opened}"

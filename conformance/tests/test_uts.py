@@ -1,4 +1,8 @@
-"""UTS namespace (UTS-01..04): the container has its own hostname."""
+"""UTS namespace (UTS-01..04): the container has its own hostname.
+
+UTS-02 and UTS-03 rename a container: against a runtime that shares the host's uts
+namespace that would rename the HOST, so the container is gated (`support.gated`) and the
+rename happens only after the host saw that its uts namespace is its own."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import pytest
 
 from conformance import facts
 from conformance.adapters.base import ContainerSpec
-from conformance.tests.support import ran, sh, started, token
+from conformance.tests.support import gated, started, token
 
 
 @pytest.mark.behaviour("UTS-01")
@@ -27,12 +31,20 @@ def test_default_hostname_is_short_id(runtime, container):
 
 
 @pytest.mark.behaviour("UTS-02")
-def test_hostname_change_stays_inside(runtime):
+@pytest.mark.requires("detach")
+def test_hostname_change_stays_inside(runtime, container):
     host_before = facts.host_hostname()
     new = token("c")
-    res = ran(runtime, ContainerSpec(cap_add=["SYS_ADMIN"], argv=sh(f"hostname {new} && hostname")))
-    assert res.stdout.strip() == new, f"hostname inside did not change: {res.describe()}"
+    g = gated(
+        runtime,
+        container,
+        ContainerSpec(cap_add=["SYS_ADMIN"]),
+        own=["uts"],
+        then=f"hostname {new} && hostname",
+    )
     assert facts.host_hostname() == host_before, "changing the hostname inside changed the host's"
+    assert g.result.stdout.strip() == new, f"hostname inside did not change: {g.result.describe()}"
+    assert facts.uts_hostname(g.pid) == new, "the host does not see the container's new name"
 
 
 @pytest.mark.behaviour("UTS-03")
@@ -40,13 +52,16 @@ def test_hostname_change_stays_inside(runtime):
 def test_two_containers_have_independent_hostnames(runtime, container):
     a, b, b2 = token("a"), token("b"), token("b2")
     sa = started(runtime, container, ContainerSpec(hostname=a))
-    sb = started(
+    sb = gated(
         runtime,
         container,
         ContainerSpec(hostname=b, cap_add=["SYS_ADMIN"]),
-        prepare=f"hostname {b2}",
+        own=["uts"],
+        then=f"hostname {b2}",
     )
-    assert facts.uts_hostname(sb.pid) == b2, "the second container could not rename itself"
+    assert facts.uts_hostname(sb.pid) == b2, (
+        f"the second container could not rename itself: {sb.result.describe()}"
+    )
     assert facts.uts_hostname(sa.pid) == a, "renaming one container renamed the other"
     assert facts.ns_id(sa.pid, "uts") != facts.ns_id(sb.pid, "uts")
 

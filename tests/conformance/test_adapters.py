@@ -30,7 +30,29 @@ def test_parse_choices():
     ]
 
 
-@pytest.mark.parametrize("text", ["", "lxc", "runc,runc", "a=oci:relative", "b c=ref"])
+def test_ref_choices_with_paths(tmp_path: Path):
+    """`ref:/path` runs that rref binary (several in one session, each its own name)."""
+    got = parse_choices("ref,a=ref:/opt/rref-a,ref:/x/rref-b")
+    assert [(c.name, c.kind, c.target) for c in got] == [
+        ("ref", "ref", "rref"),
+        ("a", "ref", "/opt/rref-a"),
+        ("rref-b", "ref", "/x/rref-b"),
+    ]
+    fake = tmp_path / "my-rref"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    rt = make(parse_choices(f"mine=ref:{fake}")[0])
+    assert isinstance(rt, RefRuntime) and rt.binary == str(fake) and rt.name == "mine"
+    assert rt.available() is None
+    missing = make(parse_choices("x=ref:/no/such/rref")[0]).available()
+    assert "not installed" in missing and "/no/such/rref" in missing
+    assert make(parse_choices("ref")[0]).binary != str(fake)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "lxc", "runc,runc", "a=oci:relative", "b c=ref", "a=ref:relative", "ref,ref:/x/ref"],
+)
 def test_bad_choices(text):
     with pytest.raises(ChoiceError):
         parse_choices(text)

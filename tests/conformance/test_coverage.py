@@ -46,7 +46,7 @@ def test_required_first_set_is_covered():
     cov = _coverage()
     first = (
         [f"PID-0{i}" for i in range(1, 9)]
-        + [f"MNT-0{i}" for i in range(1, 9)]
+        + [f"MNT-0{i}" for i in range(1, 10)]
         + [f"UTS-0{i}" for i in range(1, 5)]
         + [
             "NET-01",

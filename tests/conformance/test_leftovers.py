@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 from conformance import facts, hostops, leftovers
+from conformance.workspace import Workspace
 
 
 def test_scan_finds_marked_mount_cgroup_and_process(tmp_path):
@@ -50,3 +51,42 @@ def test_scan_finds_a_marked_interface():
     finally:
         subprocess.run(["ip", "link", "del", name], check=True, timeout=20)
     assert f"interface: {name}" not in leftovers.scan({name})
+
+
+def test_scan_finds_the_sessions_sysv_objects_and_mqueues(tmp_path):
+    """SysV shm, sem and msg objects with a key the session handed out, and its POSIX
+    mqueues, are leftovers; objects of other keys are not the session's business."""
+    ws = Workspace(str(tmp_path))
+    try:
+        keys = [ws.ipc_key() for _ in range(3)]
+        assert all(k in hostops.CONFORM_KEYS for k in keys) and len(set(keys)) == 3
+        queue = ws.mqueue_name()
+        assert queue.startswith("/conform-")
+        made = [
+            ("shm", hostops.shm_create(keys[0], 4096), hostops.shm_remove),
+            ("sem", hostops.sem_create(keys[1]), hostops.sem_remove),
+            ("msg", hostops.msg_create(keys[2]), hostops.msg_remove),
+        ]
+        hostops.mq_create(queue)
+        try:
+            found = leftovers.scan(set(), sysv_keys=ws.sysv_keys, mqueues=ws.mqueues)
+            for (kind, ident, _), key in zip(made, keys, strict=True):
+                assert f"sysv {kind}: key {key:#x} id {ident}" in found, found
+            assert f"mqueue: {queue}" in found
+            assert leftovers.scan(set(), sysv_keys={keys[0] ^ 1}, mqueues=set()) == []
+        finally:
+            for _, ident, remove in made:
+                remove(ident)
+            hostops.mq_unlink(queue)
+        assert leftovers.scan(set(), sysv_keys=ws.sysv_keys, mqueues=ws.mqueues) == []
+    finally:
+        ws.close()
+
+
+def test_sysv_objects_parse():
+    text = (
+        "       key      shmid perms                  size  cpid  lpid nattch   uid   gid\n"
+        " 1131347968         12   600                  4096  1234     0      0     0     0\n"
+        "         -1         13   600                  4096  1234     0      0     0     0\n"
+    )
+    assert hostops.sysv_objects("shm", text) == [(0x436F0000, 12), (0xFFFFFFFF, 13)]

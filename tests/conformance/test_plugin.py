@@ -331,3 +331,79 @@ def test_conform_run_writes_summary_junit_and_allure(tmp_path):
         {"name": pr["name"], "value": pr["value"]} for pr in allure[0]["parameters"]
     ]
     assert allure[0]["status"] == "passed"
+
+
+SELECTION_MODULE = """
+import pytest
+
+@pytest.mark.behaviour("PID-01")
+def test_init_is_pid_1(runtime):
+    pass
+
+@pytest.mark.behaviour("CG-01")
+def test_cg_one(runtime):
+    pass
+
+@pytest.mark.behaviour("CG-10")
+def test_cg_ten(runtime):
+    pass
+
+@pytest.mark.behaviour("INIT-01", "INIT-02")
+def test_init_files(runtime):
+    pass
+
+def test_not_a_behaviour():
+    pass
+"""
+
+
+def _selected(p: subprocess.CompletedProcess[str]) -> list[str]:
+    return sorted(ln.split("::", 1)[1] for ln in p.stdout.splitlines() if "::" in ln)
+
+
+def test_k_matches_substrings_of_names_too(tmp_path):
+    """Why --behaviour exists: `-k INIT` also selects test_init_is_pid_1 (PID-01), and
+    `-k CG-1` (no such ID) selects CG-10."""
+    p = pytest_run(
+        tmp_path, SELECTION_MODULE, "--runtime", "fake", "--collect-only", "-q", "-k", "INIT"
+    )
+    assert "test_init_is_pid_1[fake]" in _selected(p), p.stdout
+    p = pytest_run(
+        tmp_path, SELECTION_MODULE, "--runtime", "fake", "--collect-only", "-q", "-k", "CG-1"
+    )
+    assert _selected(p) == ["test_cg_ten[fake]"], p.stdout
+
+
+def test_behaviour_option_selects_exact_ids(tmp_path):
+    run = ("--runtime", "a=fake,b=fake", "--collect-only", "-q")
+    p = pytest_run(tmp_path, SELECTION_MODULE, *run, "--behaviour", "INIT-02,CG-1")
+    assert p.returncode == 4 and "unknown behaviour ID(s) CG-1" in p.stderr, p.stdout + p.stderr
+    p = pytest_run(tmp_path, SELECTION_MODULE, *run, "--behaviour", "INIT-02")
+    assert _selected(p) == ["test_init_files[a]", "test_init_files[b]"], p.stdout
+    p = pytest_run(
+        tmp_path, SELECTION_MODULE, *run, "--behaviour", "CG-01", "--behaviour", "b:PID-01,CG-10"
+    )
+    assert _selected(p) == [
+        "test_cg_one[a]",
+        "test_cg_one[b]",
+        "test_cg_ten[b]",
+        "test_init_is_pid_1[b]",
+    ], p.stdout
+    p = pytest_run(tmp_path, SELECTION_MODULE, *run, "--behaviour", "c:PID-01")
+    assert p.returncode == 4 and "'c' is not a runtime of --runtime" in p.stderr, p.stderr
+
+
+def test_behaviour_option_runs_only_those(tmp_path):
+    p = pytest_run(
+        tmp_path,
+        SELECTION_MODULE,
+        "--runtime",
+        "fake",
+        "--results",
+        str(tmp_path / "r"),
+        "--behaviour",
+        "CG-10",
+    )
+    assert p.returncode == 0 and "1 passed, 4 deselected" in p.stdout, p.stdout
+    doc = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert doc["matrix"] == {"fake": {"CG-10": "pass"}}

@@ -5,13 +5,12 @@ ignored, a wrong spec, a bad committed layer) must be planted in rref itself. Th
 runs rref's own CLI in-process with one defect patched in; rref's monitor and container
 init are forked from it (no re-exec), so the patch reaches them too.
 
-    python faulty_rref.py [--log FILE] SELECT [rref arguments...]
+    python faulty_rref.py [--log FILE] DEFECT [rref arguments...]
 
-SELECT is a defect name, ``none``, or ``by-root:NAME=DEFECT,...``: the defect of the suite
-runtime NAME, read from rref's ``--root`` (the ref adapter gives each runtime its own state
-root ``<workspace>/ref-NAME``), so one `rref` wrapper on PATH serves a control runtime and
-several faulty ones in one suite session. An unknown NAME is an error (exit 125), never a
-silently correct runtime.
+DEFECT is a defect name or ``none``. The suite runs one wrapper script per defect, each as
+its own runtime ``NAME=ref:/path/to/wrapper`` (the ref adapter gives each its own state
+root), next to a ``none`` wrapper as the control. An unknown name is an error (exit 125),
+never a silently correct runtime.
 
 Defects:
 * every name of `faulty_runc.DEFECTS`: the same edit of the OCI spec rref builds
@@ -167,33 +166,7 @@ def _patch_spec(name: str) -> None:
     Store.save_config = save_config  # type: ignore[method-assign]
 
 
-# ------------------------------------------------------------------------------ selection
-
-
-def _runtime_name(argv: list[str]) -> str | None:
-    """The suite runtime whose state root this is (`--root <dir>/ref-NAME`)."""
-    for i, a in enumerate(argv):
-        root = None
-        if a == "--root" and i + 1 < len(argv):
-            root = argv[i + 1]
-        elif a.startswith("--root="):
-            root = a.split("=", 1)[1]
-        if root is not None:
-            base = os.path.basename(root.rstrip("/"))
-            return base[4:] if base.startswith("ref-") else None
-    return None
-
-
-def choose(select: str, argv: list[str]) -> str:
-    if not select.startswith("by-root:"):
-        return select
-    table = dict(p.split("=", 1) for p in select[len("by-root:") :].split(",") if p)
-    name = _runtime_name(argv)
-    if name is None:  # no suite state root: `rref --version`, doctor probes...
-        return "none"
-    if name not in table:
-        raise KeyError(f"faulty_rref: runtime {name!r} not in {sorted(table)}")
-    return table[name]
+# ------------------------------------------------------------------------------ the wrapper
 
 
 def known() -> list[str]:
@@ -207,11 +180,7 @@ def main(argv: list[str]) -> int:
     if not argv:
         print(f"faulty_rref: want a defect first: {', '.join(known())}", file=sys.stderr)
         return 125
-    try:
-        name = choose(argv[0], argv[1:])
-    except KeyError as e:
-        print(e.args[0], file=sys.stderr)
-        return 125
+    name = argv[0]
     if name not in known():
         print(f"faulty_rref: unknown defect {name!r} (known: {known()})", file=sys.stderr)
         return 125

@@ -4,16 +4,19 @@ failure of the behaviour it breaks, while the unaltered runtime passes the same 
 Why: a conformance suite is only as good as the defects it catches. `faulty_runc.py` wraps
 runc and alters the bundle's config.json (one defect per runtime); `faulty_rref.py` is rref
 with one defect patched in (a spec edit, a flag dropped, a bad committed layer). All of them
-run in ONE `conform run` (each runtime restricted with -k to the behaviours its defect
-should break plus one it should not), next to the controls `runc`, `d-none` (the runc
-wrapper altering nothing) and `ref` (through the rref wrapper, altering nothing); the
-tests here read its summary.json.
+run in ONE `conform run` (each runtime restricted with `--behaviour RUNTIME:IDS` to the
+behaviours its defect should break plus those it should not), next to the controls `runc`,
+`d-none` (the runc wrapper altering nothing) and `ref` (the rref wrapper altering nothing);
+each faulty rref is its own wrapper script, given as `r-DEFECT=ref:/path`. The tests here
+read the run's summary.json.
 
-The run happens in private uts and ipc namespaces (`unshare --uts --ipc`): a runtime that
-shares "the host's" uts or ipc namespace then renames, or leaves SysV objects in, a
-throw-away namespace, not the machine's (the suite's own facts are relative to itself).
-Everything it makes is under /tmp/conform-defect-* and removed afterwards; only the result
-(conform-defects.json, shared by the xdist workers) stays in pytest's own temp directory.
+The run happens in private uts and ipc namespaces (`unshare --uts --ipc`), as a second line
+of defence: the suite itself must never rename "the host" or leave SysV objects in it when a
+runtime shares those namespaces (it checks the container's namespace from the host first
+and FAILS instead); `test_shared_namespaces_were_left_alone` proves that the throw-away
+namespaces kept their hostname and got no SysV object. Everything the run makes is under
+/tmp/conform-defect-* and removed afterwards; only the result (conform-defects.json, shared
+by the xdist workers) stays in pytest's own temp directory.
 
 Defects the suite does not catch yet are listed too, as strict xfails naming the gap: when
 the suite learns to catch one, its case XPASSes and must move to the caught ones.
@@ -43,20 +46,25 @@ PROJECT = HERE.parents[1]
 FAULTY_RUNC = HERE / "faulty_runc.py"
 FAULTY_RREF = HERE / "faulty_rref.py"
 RUN_TIMEOUT = 200  # seconds for the whole conform run (~45 s; pytest-timeout allows 300)
+SLOW_TEST = 30  # seconds: no single test may take longer (a client without a time limit did)
+#: The hostname of the run's private uts namespace (it must still be this at the end).
+RUN_HOSTNAME = "conform-defects"
 
 pytestmark = pytest.mark.slow
 
 
 @dataclass(frozen=True)
 class Case:
-    """One planted defect: the behaviours it must fail and one it must leave passing."""
+    """One planted defect: the behaviours it must fail and those it must leave passing."""
 
     defect: str
     area: str
     fails: tuple[str, ...]
     passes: tuple[str, ...] = ()
-    via: str = "runc"  # runc: faulty_runc.py as `oci:`; ref: faulty_rref.py as `rref`
+    via: str = "runc"  # runc: faulty_runc.py as `oci:`; ref: faulty_rref.py as `ref:`
     gap: str = ""  # a defect the suite does NOT catch yet: why (the case is a strict xfail)
+    #: (ID, text): a failing test of ID must say text (e.g. that it refused to act).
+    says: tuple[tuple[str, str], ...] = ()
 
     @property
     def runtime(self) -> str:
@@ -70,12 +78,39 @@ class Case:
         return self.runtime
 
 
+#: What a test that refused to change a shared namespace says.
+SHARED = "shares the host's {} namespace"
+
 CASES = (
-    # namespaces
-    Case("no-pidns", "namespaces", ("PID-01", "PID-03", "PID-05"), ("MNT-08",)),
-    Case("no-utsns", "namespaces", ("UTS-01", "UTS-02"), ("PID-05",)),
-    Case("no-netns", "namespaces", ("NET-01", "NET-06"), ("PID-05",)),
-    Case("no-ipcns", "namespaces", ("IPC-01", "IPC-03"), ("NET-06",)),
+    # namespaces: the tests that act inside must refuse (FAIL) before changing anything
+    Case(
+        "no-pidns",
+        "namespaces",
+        ("PID-01", "PID-03", "PID-05", "PID-06", "PID-07"),
+        ("MNT-08",),
+        says=(("PID-06", SHARED.format("pid")), ("PID-07", SHARED.format("pid"))),
+    ),
+    Case(
+        "no-utsns",
+        "namespaces",
+        ("UTS-01", "UTS-02", "UTS-03"),
+        ("PID-05",),
+        says=(("UTS-02", SHARED.format("uts")), ("UTS-03", SHARED.format("uts"))),
+    ),
+    Case(
+        "no-netns",
+        "namespaces",
+        ("NET-01", "NET-02", "NET-03", "NET-04", "NET-06"),
+        ("PID-05",),
+        says=(("NET-04", SHARED.format("net")), ("NET-02", SHARED.format("net"))),
+    ),
+    Case(
+        "no-ipcns",
+        "namespaces",
+        ("IPC-01", "IPC-02", "IPC-03"),
+        ("NET-06",),
+        says=(("IPC-02", SHARED.format("ipc")), ("IPC-03", SHARED.format("ipc"))),
+    ),
     Case("no-cgroupns", "namespaces", ("CGNS-01",), ("CG-01",)),
     Case("no-userns", "namespaces", ("USR-01", "USR-06"), ("PID-05",)),
     Case("uid-map-off-by-one", "namespaces", ("USR-01", "USR-03"), ("USR-06",)),
@@ -86,11 +121,19 @@ CASES = (
     Case("no-masked-paths", "mounts", ("MNT-06",), ("MNT-07",)),
     Case("no-readonly-paths", "mounts", ("MNT-07",), ("MNT-06",)),
     Case("rw-volumes", "mounts", ("VOL-03",), ("VOL-01",)),
-    Case("host-proc", "mounts", ("MNT-04", "PID-03"), ("MNT-03",)),
+    # host-proc: the init sees the host's /proc (its /proc/<pid>/ns/* unreadable from
+    # inside): the namespace tests read ns ids from the host and still judge, never break
+    Case("host-proc", "mounts", ("MNT-04", "PID-03"), ("MNT-03", "PID-05", "MNT-08", "NET-06")),
     Case("ignore-read-only", "mounts", ("MNT-05",), ("MNT-06",), via="ref"),
+    Case("rw-sysfs", "mounts", ("MNT-09",), ("MNT-06", "MNT-07")),
+    Case("rw-sysfs", "mounts", ("MNT-09",), ("MNT-06",), via="ref"),
+    # no-pivot: chroot instead of pivot_root; the old root stays below, invisible inside
+    # and in /proc/<pid>/mountinfo, seen from the host by listing the whole namespace
+    Case("no-pivot", "mounts", ("MNT-03",), ("MNT-08", "MNT-04")),
     # security
     Case("all-caps", "security", ("SEC-01",), ("SEC-02",)),
-    Case("cap-sys-admin", "security", ("SEC-01",), ("SEC-02",)),
+    # cap-sys-admin makes the init non-dumpable: namespace facts must still be judged
+    Case("cap-sys-admin", "security", ("SEC-01",), ("SEC-02", "PID-05", "MNT-08", "NET-06")),
     Case("no-nnp", "security", ("SEC-02",), ("SEC-01",)),
     Case("all-devices", "security", ("SEC-03",), ("SEC-01",)),
     Case("no-seccomp", "security", ("SEC-04",), ("SEC-01",)),
@@ -104,23 +147,8 @@ CASES = (
     Case("commit-drops-whiteouts", "layers", ("OVL-08", "OVL-07"), ("OVL-10",), via="ref"),
     Case("commit-overlay-whiteouts", "layers", ("OVL-08",), ("OVL-02", "OVL-10"), via="ref"),
     Case("host-etc-files", "layers", ("INIT-01",), ("VOL-01",), via="ref"),
-    # not caught (yet): strict xfails, so a suite that starts catching them says so
-    Case(
-        "rw-sysfs",
-        "mounts",
-        ("MNT-07",),
-        ("MNT-06",),
-        gap="no behaviour checks that /sys and /sys/fs/cgroup are read-only (MNT-07 names "
-        "only /proc paths): container root can write host kernel knobs under /sys",
-    ),
-    Case(
-        "no-pivot",
-        "mounts",
-        ("MNT-03",),
-        ("MNT-08",),
-        gap="MNT-03 looks only from inside the chroot; after MS_MOVE + chroot the old root "
-        "stays attached below the rootfs, invisible there (TRACE-03 is not covered)",
-    ),
+    # not caught (yet): strict xfails naming the gap, so a suite that starts catching one
+    # says so (none at the moment)
 )
 #: The runc wrapper with no defect: proves the wrapping alone breaks nothing.
 NONE = "d-none"
@@ -145,10 +173,18 @@ def _script(path: Path, argv: list[str]) -> None:
     path.chmod(0o755)
 
 
-def _selection(runtime: str, ids: set[str]) -> str:
-    """-k term: the tests of ``ids`` for ``runtime`` (its node ids end in [NAME] or, with a
-    second parameter, [NAME-...])."""
-    return f"(([{runtime}] or [{runtime}-) and ({' or '.join(sorted(ids))}))"
+def _selection(runtime: str, ids: set[str]) -> list[str]:
+    """--behaviour option: exactly the tests of ``ids``, for ``runtime`` only."""
+    return ["--behaviour", f"{runtime}:{','.join(sorted(ids))}"]
+
+
+#: Run in the private uts and ipc namespaces: name the uts one, run the suite, then report
+#: the hostname and the SysV objects those namespaces hold at the end.
+IN_PRIVATE_NS = (
+    f'hostname {RUN_HOSTNAME} && "$@"; rc=$?; echo "conform-after hostname=$(hostname)"; '
+    'for k in shm sem msg; do tail -n +2 /proc/sysvipc/$k | sed "s/^/conform-after $k=/"; '
+    "done; exit $rc"
+)
 
 
 def _run(work: Path) -> dict[str, Any]:
@@ -156,39 +192,34 @@ def _run(work: Path) -> dict[str, Any]:
     bindir, logs = work / "bin", work / "logs"
     bindir.mkdir()
     logs.mkdir()
-    runtimes = ["runc", "ref"]
-    terms = []
+    runtimes = ["runc"]
+    selection: list[str] = []
     union: dict[str, set[str]] = {"runc": set(), "ref": set()}
     for case in CASES:
         ids = {*case.fails, *case.passes}
         union[case.control] |= ids
-        terms.append(_selection(case.runtime, ids))
+        selection += _selection(case.runtime, ids)
+        wrapper, log = bindir / case.runtime, logs / f"{case.runtime}.log"
         if case.via == "runc":
-            wrapper = bindir / case.runtime
-            log = logs / f"{case.runtime}.log"
             _script(wrapper, [sys.executable, str(FAULTY_RUNC), "--runc", runc, "--log", str(log),
                               case.defect])  # fmt: skip
             runtimes.append(f"{case.runtime}=oci:{wrapper}")
         else:
-            runtimes.append(f"{case.runtime}=ref")
+            _script(wrapper, [sys.executable, str(FAULTY_RREF), "--log", str(log), case.defect])
+            runtimes.append(f"{case.runtime}=ref:{wrapper}")
     _script(bindir / NONE, [sys.executable, str(FAULTY_RUNC), "--runc", runc, "none"])
-    runtimes.append(f"{NONE}=oci:{bindir / NONE}")
-    terms += [_selection("runc", union["runc"]), _selection(NONE, union["runc"])]
-    terms.append(_selection("ref", union["ref"]))
-    # The ref adapter runs the `rref` on PATH, with --root <workspace>/ref-<runtime name>:
-    # one wrapper serves the control and every faulty variant, by that name.
-    table = ",".join(["ref=none", *(f"{c.runtime}={c.defect}" for c in CASES if c.via == "ref")])
-    _script(bindir / "rref", [sys.executable, str(FAULTY_RREF), "--log", str(logs / "rref.log"),
-                              f"by-root:{table}"])  # fmt: skip
+    _script(bindir / "ref", [sys.executable, str(FAULTY_RREF), "none"])
+    runtimes += [f"{NONE}=oci:{bindir / NONE}", f"ref=ref:{bindir / 'ref'}"]
+    selection += _selection("runc", union["runc"]) + _selection(NONE, union["runc"])
+    selection += _selection("ref", union["ref"])
     results = work / "results"
     argv = [
-        "unshare", "--uts", "--ipc", "--",
+        "unshare", "--uts", "--ipc", "--", "sh", "-c", IN_PRIVATE_NS, "sh",
         sys.executable, "-m", "conformance.cli", "run",
         "--runtime", ",".join(runtimes), "--results", str(results),
-        "-p", "no:cacheprovider", "-q", "-k", " or ".join(terms),
+        "-p", "no:cacheprovider", "-q", *selection,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
-    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
     t0 = time.monotonic()
     with open(work / "conform.log", "wb") as out:
         proc = subprocess.Popen(
@@ -208,6 +239,9 @@ def _run(work: Path) -> dict[str, Any]:
         "returncode": code,
         "seconds": round(time.monotonic() - t0, 1),
         "log_tail": log[-6000:],
+        "after": [
+            ln.split(" ", 1)[1] for ln in log.splitlines() if ln.startswith("conform-after ")
+        ],
         "summary": json.loads(summary_path.read_text()) if summary_path.exists() else None,
         "applied": {p.stem: p.read_text().splitlines() for p in logs.glob("*.log")},
     }
@@ -295,7 +329,7 @@ def test_defect_is_reported_as_failure_of_its_behaviour(batch: dict[str, Any], c
     control, faulty = _behaviours(batch, case.control), _behaviours(batch, case.runtime)
     applied = [
         ln
-        for ln in batch["applied"].get(case.runtime if case.via == "runc" else "rref", [])
+        for ln in batch["applied"].get(case.runtime, [])
         if ln.startswith(case.defect + " ") and not ln.endswith(" unchanged")
     ]
     assert applied, f"{case}: the defect never altered anything (nothing to catch)"
@@ -313,6 +347,10 @@ def test_defect_is_reported_as_failure_of_its_behaviour(batch: dict[str, Any], c
         assert _detected(got), (
             f"{case}: {bid} fails only because the runtime could not run it: {_brief(got)}"
         )
+        for text in (t for b, t in case.says if b == bid):
+            assert any(text in r for r in got["reasons"]), (
+                f"{case}: {bid} fails without saying {text!r}: {_brief(got)}"
+            )
         judged.append(bid)
     for bid in case.passes:
         ctl, got = control.get(bid), faulty.get(bid)
@@ -352,6 +390,26 @@ def test_no_broken_verdicts_nor_leftovers(batch: dict[str, Any]):
     ]
     assert not broken, "the harness broke (not a verdict on a runtime):\n" + "\n".join(broken)
     assert not summary["leftovers"], f"host resources left behind: {summary['leftovers']}"
+
+
+def test_no_test_hangs(batch: dict[str, Any]):
+    """Every test ends quickly, also against a runtime sharing the host's namespaces (NET-04's
+    clients once waited 60 s for a host server that never answers)."""
+    slow = [
+        f"{t['nodeid']}: {t['duration']:.0f}s"
+        for t in batch["summary"]["tests"]
+        if t["duration"] > SLOW_TEST
+    ]
+    assert not slow, f"tests slower than {SLOW_TEST}s: {slow}"
+
+
+def test_shared_namespaces_were_left_alone(batch: dict[str, Any]):
+    """The run's private uts and ipc namespaces stand in for the host's: runtimes that share
+    them ran tests that rename the host or make SysV objects; the suite must have refused."""
+    after = batch["after"]
+    assert f"hostname={RUN_HOSTNAME}" in after, f"the run's hostname changed: {after}"
+    objects = [a for a in after if not a.startswith("hostname=")]
+    assert not objects, f"SysV objects left in the run's ipc namespace: {objects}"
 
 
 NS_TYPES = ("pid", "network", "ipc", "uts", "mount", "cgroup", "user")
