@@ -19,6 +19,7 @@ from . import (
     read_value,
     write_value,
 )
+from .v1 import set_cpuset, set_pids  # noqa: F401 - same files and values on v2
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,17 +100,6 @@ def set_cpu(d: str, cpu: dict[str, Any]) -> None:
     else:
         quota_text = str(quota) if quota > 0 else "max"
     write_value(d, "cpu.max", f"{quota_text} {period}" if period else quota_text)
-
-
-def set_cpuset(d: str, cpu: dict[str, Any]) -> None:
-    if cpu.get("cpus"):
-        write_value(d, "cpuset.cpus", cpu["cpus"])
-    if cpu.get("mems"):
-        write_value(d, "cpuset.mems", cpu["mems"])
-
-
-def set_pids(d: str, limit: int) -> None:
-    write_value(d, "pids.max", "max" if limit <= 0 else limit)
 
 
 def set_io_weight(d: str, weight: int) -> None:

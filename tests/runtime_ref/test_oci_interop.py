@@ -18,8 +18,9 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 
+import conftest
 import pytest
-from conftest import RREF, Rref
+from conftest import RREF, Rref, snapshot
 
 PODMAN = "/usr/bin/podman"
 PODMAN_RUN = ["--network", "none", "--ulimit", "nofile=1024:1024",
@@ -43,23 +44,8 @@ def podman(*args: str, check: bool = True, timeout: float = 120
 
 
 def one_line_error(p: subprocess.CompletedProcess[str], needle: str) -> None:
-    assert p.returncode in (125, 1), (p.returncode, p.stderr)
-    err = p.stderr.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("rref: ") and needle in err, err
-    assert "Traceback" not in err
-
-
-def snapshot(root: str) -> dict[str, str]:
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            p = os.path.join(dirpath, f)
-            if f == "lock" or f.endswith(".lock") or os.path.islink(p):
-                continue
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
+    """Archive refusals exit 125 (bad archive) or 1 (failed request)."""
+    conftest.one_line_error(p, (125, 1), needle)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 
+import conftest
 import pytest
 from conftest import Rref
 
@@ -34,11 +35,8 @@ def image_cmd(r: Rref, *args: str, check: bool = True,
 
 
 def one_line_error(p: subprocess.CompletedProcess[str], needle: str) -> None:
-    assert p.returncode == 1, (p.returncode, p.stderr)
-    err = p.stderr.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("rref: ") and needle in err, err
-    assert "Traceback" not in err
+    """A registry request that fails exits 1 with one line."""
+    conftest.one_line_error(p, 1, needle)
 
 
 def _free_port() -> int:
