@@ -71,7 +71,7 @@ def build_small(root: Path, dirs: int = 100, files: int = 100) -> None:
         for j in range(files):
             n = rnd.randint(1024, 4096)
             off = rnd.randint(0, 4096)
-            (d / f"file{j:03d}").write_bytes(blob[off:off + n])
+            (d / f"file{j:03d}").write_bytes(blob[off : off + n])
 
 
 def build_large(root: Path, count: int = 4, mib: int = 64) -> None:
@@ -103,6 +103,7 @@ def _apply_ours(work: Path, tree: Path, tarball: Path) -> Callable[[], Any]:
     def run() -> None:
         with open(tarball, "rb") as f:
             apply_tar(f, str(dest))
+
     return run
 
 
@@ -118,7 +119,9 @@ def _writer(fn: Callable[..., None]) -> Op:
         def run() -> None:
             with open(out, "wb") as f:
                 fn(str(tree), f)
+
         return run
+
     return prep
 
 
@@ -149,11 +152,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", metavar="FILE")
-    ap.add_argument("--tmpfs", action="store_true",
-                    help="work on a tmpfs mounted on the bench dir (no disk noise: CPU cost)")
+    ap.add_argument(
+        "--tmpfs",
+        action="store_true",
+        help="work on a tmpfs mounted on the bench dir (no disk noise: CPU cost)",
+    )
     ap.add_argument("--only", default="small,large", help="trees to run (small,large)")
-    ap.add_argument("--profile", metavar="TREE:OP",
-                    help="cProfile one operation once (e.g. small:apply_tar) and exit")
+    ap.add_argument(
+        "--profile",
+        metavar="TREE:OP",
+        help="cProfile one operation once (e.g. small:apply_tar) and exit",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/layers.py: run as root (tar -x keeps owners only as root)", file=sys.stderr)
@@ -162,8 +171,10 @@ def main() -> int:
     mounted = False
     try:
         if args.tmpfs:
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6g", "rref-bench-layers",
-                            str(base)], check=True)
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=6g", "rref-bench-layers", str(base)],
+                check=True,
+            )
             mounted = True
         names = [t for t in args.only.split(",") if t]
         trees = {t: base / t for t in names}
@@ -214,31 +225,55 @@ def main() -> int:
     return 0
 
 
-def report(wall: dict[str, dict[str, list[float]]], cpu: dict[str, dict[str, list[float]]],
-           args: argparse.Namespace) -> None:
+def report(
+    wall: dict[str, dict[str, list[float]]],
+    cpu: dict[str, dict[str, list[float]]],
+    args: argparse.Namespace,
+) -> None:
     version = subprocess.run([TAR, "--version"], capture_output=True, text=True).stdout
-    print(f"rounds: {args.rounds}; {'tmpfs' if args.tmpfs else 'disk (/tmp)'}; "
-          f"python {platform.python_version()}; {version.splitlines()[0] if version else TAR}")
-    print(f"{'tree':<6} {'ours':<16} {'tar':<8} {'wall ms':>15} {'ratio':>6} "
-          f"{'cpu ms':>15} {'ratio':>6}")
+    print(
+        f"rounds: {args.rounds}; {'tmpfs' if args.tmpfs else 'disk (/tmp)'}; "
+        f"python {platform.python_version()}; {version.splitlines()[0] if version else TAR}"
+    )
+    print(
+        f"{'tree':<6} {'ours':<16} {'tar':<8} {'wall ms':>15} {'ratio':>6} "
+        f"{'cpu ms':>15} {'ratio':>6}"
+    )
     rows = []
     for t in wall:
         mw = {op: statistics.median(v) for op, v in wall[t].items()}
         mc = {op: statistics.median(v) for op, v in cpu[t].items()}
         for ours, theirs in PAIRS:
-            row = {"tree": t, "ours": ours, "tar": theirs,
-                   "ours_wall_ms": round(mw[ours], 1), "tar_wall_ms": round(mw[theirs], 1),
-                   "wall_ratio": round(mw[ours] / mw[theirs], 2),
-                   "ours_cpu_ms": round(mc[ours], 1), "tar_cpu_ms": round(mc[theirs], 1),
-                   "cpu_ratio": round(mc[ours] / mc[theirs], 2) if mc[theirs] else None}
+            row = {
+                "tree": t,
+                "ours": ours,
+                "tar": theirs,
+                "ours_wall_ms": round(mw[ours], 1),
+                "tar_wall_ms": round(mw[theirs], 1),
+                "wall_ratio": round(mw[ours] / mw[theirs], 2),
+                "ours_cpu_ms": round(mc[ours], 1),
+                "tar_cpu_ms": round(mc[theirs], 1),
+                "cpu_ratio": round(mc[ours] / mc[theirs], 2) if mc[theirs] else None,
+            }
             rows.append(row)
-            print(f"{t:<6} {ours:<16} {theirs:<8} {mw[ours]:>7.1f}/{mw[theirs]:<7.1f} "
-                  f"{row['wall_ratio']:>6.2f} {mc[ours]:>7.1f}/{mc[theirs]:<7.1f} "
-                  f"{row['cpu_ratio']:>6.2f}")
+            print(
+                f"{t:<6} {ours:<16} {theirs:<8} {mw[ours]:>7.1f}/{mw[theirs]:<7.1f} "
+                f"{row['wall_ratio']:>6.2f} {mc[ours]:>7.1f}/{mc[theirs]:<7.1f} "
+                f"{row['cpu_ratio']:>6.2f}"
+            )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rounds": args.rounds, "tmpfs": args.tmpfs, "rows": rows,
-                       "wall_ms": wall, "cpu_ms": cpu}, f, indent=1)
+            json.dump(
+                {
+                    "rounds": args.rounds,
+                    "tmpfs": args.tmpfs,
+                    "rows": rows,
+                    "wall_ms": wall,
+                    "cpu_ms": cpu,
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

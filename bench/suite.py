@@ -26,8 +26,17 @@ Case = tuple[float, str]
 
 
 def run_once(workers: str, results: str, runtime: str) -> tuple[float, int, list[Case]]:
-    argv = [CONFORM, "run", "--runtime", runtime, "--results", results, "-q",
-            "-p", "no:cacheprovider"]
+    argv = [
+        CONFORM,
+        "run",
+        "--runtime",
+        runtime,
+        "--results",
+        results,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ]
     if workers != "0":
         argv += ["-n", workers]
     t = time.perf_counter()
@@ -64,8 +73,10 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in walls.items()}
     par = f"-n {a.workers}"
-    print(f"\nkernel {os.uname().release}, {os.cpu_count()} CPUs, runtime {a.runtime}, "
-          f"{count} tests, {a.rounds} rounds (median)")
+    print(
+        f"\nkernel {os.uname().release}, {os.cpu_count()} CPUs, runtime {a.runtime}, "
+        f"{count} tests, {a.rounds} rounds (median)"
+    )
     print(f"{'mode':<10}{'wall s':>8}{'tests/s':>9}")
     for k, v in med.items():
         print(f"{k:<10}{v:>8.1f}{count / v:>9.2f}")
@@ -75,8 +86,7 @@ def main() -> int:
         print(f"  {t:6.2f} s  {name}")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"median": med, "tests": count, "slowest": slow, "walls": walls}, f,
-                      indent=1)
+            json.dump({"median": med, "tests": count, "slowest": slow, "walls": walls}, f, indent=1)
     return 0
 
 

@@ -317,10 +317,15 @@ def _add_report(subparsers: Any) -> None:
         description="Render <results>/allure-results into an HTML report with the pinned "
         "Allure 3 CLI and print the path of its index.html.",
     )
-    p.add_argument("--results", default=None, metavar="DIR",
-                   help="results of `conform run` (default reports/out/latest)")
-    p.add_argument("--output", default=None, metavar="DIR",
-                   help="report directory (default <results>/html)")
+    p.add_argument(
+        "--results",
+        default=None,
+        metavar="DIR",
+        help="results of `conform run` (default reports/out/latest)",
+    )
+    p.add_argument(
+        "--output", default=None, metavar="DIR", help="report directory (default <results>/html)"
+    )
     p.set_defaults(func=cmd_report)
 
 

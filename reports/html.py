@@ -34,9 +34,13 @@ def render(results: str, output: str, name: str = "container-conformance") -> Pa
     if not src.is_dir() or not any(src.iterdir()):
         raise ReportError(f"no Allure results in {src}: run `conform run` first")
     out = Path(output).resolve()
-    proc = subprocess.run([allure_binary(), "generate", str(src), "-o", str(out),
-                           "--name", name], capture_output=True, text=True, timeout=300,
-                          cwd=str(HERE))
+    proc = subprocess.run(
+        [allure_binary(), "generate", str(src), "-o", str(out), "--name", name],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(HERE),
+    )
     index = out / "index.html"
     if proc.returncode != 0 or not index.is_file():
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

@@ -27,8 +27,19 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-METADATA = ("ENV", "ARG", "LABEL", "USER", "EXPOSE", "CMD", "ENTRYPOINT", "WORKDIR", "VOLUME",
-            "STOPSIGNAL", "MAINTAINER")
+METADATA = (
+    "ENV",
+    "ARG",
+    "LABEL",
+    "USER",
+    "EXPOSE",
+    "CMD",
+    "ENTRYPOINT",
+    "WORKDIR",
+    "VOLUME",
+    "STOPSIGNAL",
+    "MAINTAINER",
+)
 SUPPORTED = ("FROM", "RUN", "COPY", "ADD", *METADATA)
 
 
@@ -98,8 +109,7 @@ class Context:
             return sorted(found)
         full = os.path.join(self.root, rel)
         if not os.path.lexists(full) or self.ignore.ignored(rel):
-            raise BuildError(where, f"{pattern}: no such file or directory in the build "
-                                    "context")
+            raise BuildError(where, f"{pattern}: no such file or directory in the build context")
         real = os.path.realpath(full)
         if real != self.root and not real.startswith(self.root + "/"):
             raise BuildError(where, f"forbidden path outside the build context: {pattern}")
@@ -133,12 +143,15 @@ class Context:
         return h.hexdigest()
 
 
-_VAR = re.compile(r"\\\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:[-+])([^}]*))?\}"
-                  r"|\$([A-Za-z_][A-Za-z0-9_]*)")
+_VAR = re.compile(
+    r"\\\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:[-+])([^}]*))?\}"
+    r"|\$([A-Za-z_][A-Za-z0-9_]*)"
+)
 
 
 def substitute(text: str, env: dict[str, str]) -> str:
     """$VAR, ${VAR}, ${VAR:-default}, ${VAR:+alt}; `\\$` stays a literal `$`."""
+
     def repl(m: re.Match[str]) -> str:
         if m.group(0) == "\\$":
             return "$"
@@ -180,9 +193,17 @@ def _kv_pairs(value: str, where: str, what: str) -> list[tuple[str, str]]:
 
 
 class Builder:
-    def __init__(self, store: Store, images: ImageStore, context: str, dockerfile: str | None,
-                 build_args: dict[str, str], no_cache: bool = False, quiet: bool = False,
-                 out: Any = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        images: ImageStore,
+        context: str,
+        dockerfile: str | None,
+        build_args: dict[str, str],
+        no_cache: bool = False,
+        quiet: bool = False,
+        out: Any = None,
+    ) -> None:
         self.store, self.images = store, images
         self.ctx = Context(context)
         self.path = dockerfile or os.path.join(self.ctx.root, "Dockerfile")
@@ -277,15 +298,17 @@ class Builder:
             out.append((k, v if eq else ""))
         return out
 
-    def _from(self, value: str, where: str, args: dict[str, str]
-              ) -> tuple[str, dict[str, Any], dict[str, str]]:
+    def _from(
+        self, value: str, where: str, args: dict[str, str]
+    ) -> tuple[str, dict[str, Any], dict[str, str]]:
         words = substitute(value, args).split()
         if len(words) not in (1, 3) or (len(words) == 3 and words[1].upper() != "AS"):
             raise BuildError(where, f"FROM wants IMAGE [AS NAME], got {value!r}")
         ref = words[0]
         if ref == "scratch":
-            image_id = self.images.add_image(cm.new_image_config({}, None, {}, "FROM scratch",
-                                                                 empty_layer=True))
+            image_id = self.images.add_image(
+                cm.new_image_config({}, None, {}, "FROM scratch", empty_layer=True)
+            )
         elif ref in self.stages:
             image_id = self.stages[ref]
         else:
@@ -301,8 +324,16 @@ class Builder:
         config = dict(self.images.get(image_id).config.get("config") or {})
         return image_id, config, {}
 
-    def step(self, ins: str, value: str, where: str, parent: str, config: dict[str, Any],
-             scope: dict[str, str], args: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    def step(
+        self,
+        ins: str,
+        value: str,
+        where: str,
+        parent: str,
+        config: dict[str, Any],
+        scope: dict[str, str],
+        args: dict[str, str],
+    ) -> tuple[str, dict[str, Any]]:
         text = value if ins in ("RUN", "CMD", "ENTRYPOINT") else substitute(value, scope)
         extra = ""
         if ins in ("COPY", "ADD"):
@@ -311,9 +342,11 @@ class Builder:
                 extra = self.ctx.digest([s for p in srcs for s in self.ctx.sources(p, where)])
             else:
                 extra = f"from:{self._stage_image(from_stage, where)}"
-        key = hashlib.sha256(json.dumps([parent, ins, text, extra,
-                                         sorted(args.items()) if ins == "RUN" else []]
-                                        ).encode()).hexdigest()
+        key = hashlib.sha256(
+            json.dumps(
+                [parent, ins, text, extra, sorted(args.items()) if ins == "RUN" else []]
+            ).encode()
+        ).hexdigest()
         hit = self.cached(key)
         if hit:
             self.say(" ---> Using cache")
@@ -323,13 +356,15 @@ class Builder:
         base = self.images.get(parent).config
         if ins in METADATA:
             new_config = self._metadata(ins, text, where, config)
-            image_id = self.images.add_image(cm.new_image_config(
-                base, None, new_config, f"{ins} {text}", empty_layer=True))
+            image_id = self.images.add_image(
+                cm.new_image_config(base, None, new_config, f"{ins} {text}", empty_layer=True)
+            )
         elif ins == "RUN":
             image_id, new_config = self._run(text, where, parent, base, config, args)
         else:
-            image_id, new_config = self._copy(ins, flags, srcs, dest, from_stage, where, parent,
-                                              base, config)
+            image_id, new_config = self._copy(
+                ins, flags, srcs, dest, from_stage, where, parent, base, config
+            )
         self.remember(key, image_id)
         self._grow_stage(image_id)
         return image_id, new_config
@@ -346,8 +381,7 @@ class Builder:
         except RrefError:
             raise BuildError(where, f"COPY --from: no stage or image named {name!r}") from None
 
-    def _metadata(self, ins: str, text: str, where: str, config: dict[str, Any]
-                  ) -> dict[str, Any]:
+    def _metadata(self, ins: str, text: str, where: str, config: dict[str, Any]) -> dict[str, Any]:
         c = dict(config)
         if ins == "ENV":
             env = dict(_env(c))
@@ -364,12 +398,14 @@ class Builder:
             c["Labels"] = labels
         elif ins in ("CMD", "ENTRYPOINT"):
             argv, is_exec = _json_or_shell(text, where)
-            c["Cmd" if ins == "CMD" else "Entrypoint"] = argv if is_exec else \
-                ["/bin/sh", "-c", argv[0]]
+            c["Cmd" if ins == "CMD" else "Entrypoint"] = (
+                argv if is_exec else ["/bin/sh", "-c", argv[0]]
+            )
         elif ins == "WORKDIR":
             wd = text.strip()
-            c["WorkingDir"] = os.path.normpath(wd if wd.startswith("/") else
-                                               os.path.join(c.get("WorkingDir") or "/", wd))
+            c["WorkingDir"] = os.path.normpath(
+                wd if wd.startswith("/") else os.path.join(c.get("WorkingDir") or "/", wd)
+            )
         elif ins == "USER":
             c["User"] = text.strip()
         elif ins == "EXPOSE":
@@ -389,33 +425,47 @@ class Builder:
             c["StopSignal"] = text.strip()
         return c
 
-    def _run(self, text: str, where: str, parent: str, base: dict[str, Any],
-             config: dict[str, Any], args: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    def _run(
+        self,
+        text: str,
+        where: str,
+        parent: str,
+        base: dict[str, Any],
+        config: dict[str, Any],
+        args: dict[str, str],
+    ) -> tuple[str, dict[str, Any]]:
         from . import containers, lifecycle
 
         argv, is_exec = _json_or_shell(text, where)
         cmd = argv if is_exec else ["/bin/sh", "-c", argv[0]]
         env = [f"{k}={v}" for k, v in args.items()]
-        o = containers.CreateOptions(parent, command=cmd, entrypoint=[], env=env,
-                                     workdir=config.get("WorkingDir") or None,
-                                     user=config.get("User") or None, network="none")
+        o = containers.CreateOptions(
+            parent,
+            command=cmd,
+            entrypoint=[],
+            env=env,
+            workdir=config.get("WorkingDir") or None,
+            user=config.get("User") or None,
+            network="none",
+        )
         cid = containers.create(self.store, self.images, o)
         try:
             code = lifecycle.start(self.store, cid, attach=True)
             if code != 0:
                 shown = cmd if is_exec else f"/bin/sh -c {argv[0]}"
-                raise BuildError(where, f"The command '{shown}' returned a non-zero code: "
-                                        f"{code}")
+                raise BuildError(where, f"The command '{shown}' returned a non-zero code: {code}")
             cfg, upper, lowers = cm._layer_context(self.store, self.images, cid)
             diff_id = cm.add_changeset(self.images, upper, lowers, cm.excluded_paths(cfg))
         finally:
             containers.remove(self.store, cid, force=True)
-        image_id = self.images.add_image(cm.new_image_config(
-            base, diff_id, config, " ".join(cmd), empty_layer=diff_id is None))
+        image_id = self.images.add_image(
+            cm.new_image_config(base, diff_id, config, " ".join(cmd), empty_layer=diff_id is None)
+        )
         return image_id, config
 
-    def _copy_args(self, text: str, where: str
-                   ) -> tuple[dict[str, str], list[str], str, str | None]:
+    def _copy_args(
+        self, text: str, where: str
+    ) -> tuple[dict[str, str], list[str], str, str | None]:
         argv, is_exec = _json_or_shell(text, where)
         words = argv if is_exec else shlex.split(text)
         flags: dict[str, str] = {}
@@ -427,22 +477,34 @@ class Builder:
         if len(words) < 2:
             raise BuildError(where, "COPY/ADD want at least one source and a destination")
         if any(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", w) for w in words[:-1]):
-            raise BuildError(where, "sources from URLs are not supported: rref builds from "
-                                    "local files only")
+            raise BuildError(
+                where, "sources from URLs are not supported: rref builds from local files only"
+            )
         return flags, words[:-1], words[-1], flags.get("from")
 
-    def _copy(self, ins: str, flags: dict[str, str], srcs: list[str], dest: str,
-              from_stage: str | None, where: str, parent: str, base: dict[str, Any],
-              config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _copy(
+        self,
+        ins: str,
+        flags: dict[str, str],
+        srcs: list[str],
+        dest: str,
+        from_stage: str | None,
+        where: str,
+        parent: str,
+        base: dict[str, Any],
+        config: dict[str, Any],
+    ) -> tuple[str, dict[str, Any]]:
         from .buildcopy import build_copy_layer
 
         wd = config.get("WorkingDir") or "/"
         dest_abs = os.path.normpath(dest if dest.startswith("/") else os.path.join(wd, dest))
         as_dir = dest.endswith("/") or os.path.basename(dest) in (".", "..")
-        diff_id = build_copy_layer(self, ins, flags, srcs, dest_abs, as_dir, from_stage, where,
-                                   parent)
-        image_id = self.images.add_image(cm.new_image_config(
-            base, diff_id, config, f"{ins} {' '.join(srcs)} {dest}"))
+        diff_id = build_copy_layer(
+            self, ins, flags, srcs, dest_abs, as_dir, from_stage, where, parent
+        )
+        image_id = self.images.add_image(
+            cm.new_image_config(base, diff_id, config, f"{ins} {' '.join(srcs)} {dest}")
+        )
         return image_id, config
 
 
@@ -450,9 +512,16 @@ def _env(config: dict[str, Any]) -> dict[str, str]:
     return {e.partition("=")[0]: e.partition("=")[2] for e in config.get("Env") or []}
 
 
-def build(store: Store, images: ImageStore, context: str, dockerfile: str | None,
-          tags: list[str], build_args: dict[str, str], no_cache: bool = False,
-          quiet: bool = False) -> str:
+def build(
+    store: Store,
+    images: ImageStore,
+    context: str,
+    dockerfile: str | None,
+    tags: list[str],
+    build_args: dict[str, str],
+    no_cache: bool = False,
+    quiet: bool = False,
+) -> str:
     for t in tags:
         cm._check_ref(t)
     if not os.path.isdir(context):

@@ -104,8 +104,9 @@ def _copy_entry(src: str, dst: str, owner: tuple[int, int] | None, mode: int | N
         os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def _copy_tree(src: str, dst: str, owner: tuple[int, int] | None, mode: int | None,
-               keep: Any = None) -> None:
+def _copy_tree(
+    src: str, dst: str, owner: tuple[int, int] | None, mode: int | None, keep: Any = None
+) -> None:
     """Copy `src` (file, link or the CONTENTS of a dir) to `dst`; `keep(rel)` filters."""
     if not os.path.isdir(src) or os.path.islink(src):
         _copy_entry(src, dst, owner, mode)
@@ -133,9 +134,15 @@ def _extract(archive: str, dst: str, owner: tuple[int, int] | None) -> None:
 
     with open(archive, "rb") as f:
         head = f.read(6)
-    opener = (gzip.open if head.startswith(b"\x1f\x8b") else bz2.open
-              if head.startswith(b"BZh") else lzma.open if head.startswith(b"\xfd7zXZ")
-              else open)
+    opener = (
+        gzip.open
+        if head.startswith(b"\x1f\x8b")
+        else bz2.open
+        if head.startswith(b"BZh")
+        else lzma.open
+        if head.startswith(b"\xfd7zXZ")
+        else open
+    )
     tmp = f"{dst}.rref-add-{os.getpid()}"
     os.mkdir(tmp)
     try:
@@ -147,9 +154,17 @@ def _extract(archive: str, dst: str, owner: tuple[int, int] | None) -> None:
         remove_tree(tmp)
 
 
-def build_copy_layer(b: Any, ins: str, flags: dict[str, str], srcs: list[str], dest: str,
-                     dest_is_dir: bool, from_stage: str | None, where: str,
-                     parent_id: str) -> str:
+def build_copy_layer(
+    b: Any,
+    ins: str,
+    flags: dict[str, str],
+    srcs: list[str],
+    dest: str,
+    dest_is_dir: bool,
+    from_stage: str | None,
+    where: str,
+    parent_id: str,
+) -> str:
     """Stage the copied files at their destination and store them as one layer."""
     from .build import BuildError
     from .containers import remove_tree
@@ -163,8 +178,9 @@ def build_copy_layer(b: Any, ins: str, flags: dict[str, str], srcs: list[str], d
             owner = _owner(flags["chown"], view) if flags.get("chown") else None
             mode = int(flags["chmod"], 8) if flags.get("chmod") else None
             if from_stage is not None:
-                src_root = stack.enter_context(merged_view(images,
-                                                           b._stage_image(from_stage, where)))
+                src_root = stack.enter_context(
+                    merged_view(images, b._stage_image(from_stage, where))
+                )
                 paths = []
                 for s in srcs:
                     rel = os.path.normpath(s).lstrip("/")
@@ -176,8 +192,11 @@ def build_copy_layer(b: Any, ins: str, flags: dict[str, str], srcs: list[str], d
                 paths = [p for s in srcs for p in b.ctx.sources(s, where)]
 
             in_base = os.path.join(view, dest.strip("/"))
-            multi = len(paths) > 1 or dest_is_dir or (
-                os.path.isdir(in_base) and not os.path.islink(in_base))
+            multi = (
+                len(paths) > 1
+                or dest_is_dir
+                or (os.path.isdir(in_base) and not os.path.islink(in_base))
+            )
             _ensure_parents(stage, dest.rstrip("/") + "/x" if multi else dest, view)
             for rel in paths:
                 src = os.path.join(src_root, rel) if rel != "." else src_root
@@ -187,6 +206,7 @@ def build_copy_layer(b: Any, ins: str, flags: dict[str, str], srcs: list[str], d
 
                     def keep(r: str, top: str = rel, ig: Any = ignore) -> bool:
                         return not ig.ignored(os.path.normpath(os.path.join(top, r)))
+
                 is_dir = os.path.isdir(src) and not os.path.islink(src)
                 if ins == "ADD" and not is_dir and _is_archive(src):
                     _extract(src, os.path.join(stage, dest.strip("/")), owner)

@@ -28,20 +28,26 @@ def build_image(store: ImageStore) -> str:
             return repos[DEFAULT_IMAGE]
         busybox = next((p for p in BUSYBOX_CANDIDATES if os.path.isfile(p)), None)
         if busybox is None:
-            raise RrefError("cannot build busybox:latest: no static busybox on this host "
-                            "(install busybox-static)", EXIT_RUNTIME)
+            raise RrefError(
+                "cannot build busybox:latest: no static busybox on this host "
+                "(install busybox-static)",
+                EXIT_RUNTIME,
+            )
         tree = os.path.join(store.layers, f".build-{os.getpid()}")
         shutil.rmtree(tree, ignore_errors=True)
         make_busybox_tree(busybox, tree)
         diff_id = store.add_layer_from_dir(tree)
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         config = {
-            "architecture": _oci_arch(), "os": "linux", "created": created,
-            "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
-                               "/sbin:/bin"], "Cmd": ["sh"]},
+            "architecture": _oci_arch(),
+            "os": "linux",
+            "created": created,
+            "config": {
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "Cmd": ["sh"],
+            },
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "history": [{"created": created,
-                         "created_by": f"rref: busybox from {busybox}"}],
+            "history": [{"created": created, "created_by": f"rref: busybox from {busybox}"}],
         }
         return store.add_image(config, DEFAULT_IMAGE)
 
@@ -53,9 +59,18 @@ def _oci_arch() -> str:
 
 def make_busybox_tree(busybox: str, tree: str) -> None:
     """A minimal root: /bin/busybox with its applets hard-linked, passwd/group, base dirs."""
-    for d, mode in (("bin", 0o755), ("etc", 0o755), ("root", 0o700), ("tmp", 0o1777),
-                    ("home", 0o755), ("var", 0o755), ("usr", 0o755), ("dev", 0o755),
-                    ("proc", 0o555), ("sys", 0o555)):
+    for d, mode in (
+        ("bin", 0o755),
+        ("etc", 0o755),
+        ("root", 0o700),
+        ("tmp", 0o1777),
+        ("home", 0o755),
+        ("var", 0o755),
+        ("usr", 0o755),
+        ("dev", 0o755),
+        ("proc", 0o555),
+        ("sys", 0o555),
+    ):
         os.makedirs(os.path.join(tree, d), exist_ok=True)
         os.chmod(os.path.join(tree, d), mode)
     os.symlink("../bin", os.path.join(tree, "usr", "bin"))
@@ -64,14 +79,15 @@ def make_busybox_tree(busybox: str, tree: str) -> None:
     target = os.path.join(tree, "bin", "busybox")
     shutil.copy2(busybox, target)
     os.chmod(target, 0o755)
-    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True,
-                             check=True).stdout.split()
+    applets = subprocess.run(
+        [busybox, "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
     for a in applets:
         if a and "/" not in a and a != "busybox":
             os.link(target, os.path.join(tree, "bin", a))
     files = {
         "etc/passwd": "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\n"
-                      "nobody:x:65534:65534:nobody:/home:/bin/false\n",
+        "nobody:x:65534:65534:nobody:/home:/bin/false\n",
         "etc/group": "root:x:0:\ndaemon:x:1:\ntty:x:5:\nnogroup:x:65534:\n",
     }
     for rel, text in files.items():

@@ -70,18 +70,35 @@ def _create_options(a: argparse.Namespace, auto_remove: bool = False) -> Any:
         import shlex
 
         entry = shlex.split(a.entrypoint) if a.entrypoint else []
-    return CreateOptions(image=a.image, command=list(a.command), entrypoint=entry,
-                         name=a.name, hostname=a.hostname, env=_env(a), workdir=a.workdir,
-                         user=a.user, read_only=a.read_only, network=a.network,
-                         auto_remove=auto_remove, interactive=a.interactive,
-                         cap_add=a.cap_add, cap_drop=a.cap_drop, uidmap=a.uidmap,
-                         gidmap=a.gidmap, userns_remap=a.userns_remap, volumes=a.volume,
-                         mounts=a.mount, tmpfs=a.tmpfs, privileged=a.privileged,
-                         security_opt=a.security_opt, publish=a.publish,
-                         resources={k: getattr(a, k) for k in _limit_flags()},
-                         bridge=os.environ.get("RREF_BRIDGE"),
-                         bridge_subnet=os.environ.get("RREF_BRIDGE_SUBNET"),
-                         cgroup_parent=a.cgroup_parent)
+    return CreateOptions(
+        image=a.image,
+        command=list(a.command),
+        entrypoint=entry,
+        name=a.name,
+        hostname=a.hostname,
+        env=_env(a),
+        workdir=a.workdir,
+        user=a.user,
+        read_only=a.read_only,
+        network=a.network,
+        auto_remove=auto_remove,
+        interactive=a.interactive,
+        cap_add=a.cap_add,
+        cap_drop=a.cap_drop,
+        uidmap=a.uidmap,
+        gidmap=a.gidmap,
+        userns_remap=a.userns_remap,
+        volumes=a.volume,
+        mounts=a.mount,
+        tmpfs=a.tmpfs,
+        privileged=a.privileged,
+        security_opt=a.security_opt,
+        publish=a.publish,
+        resources={k: getattr(a, k) for k in _limit_flags()},
+        bridge=os.environ.get("RREF_BRIDGE"),
+        bridge_subnet=os.environ.get("RREF_BRIDGE_SUBNET"),
+        cgroup_parent=a.cgroup_parent,
+    )
 
 
 def _env(a: argparse.Namespace) -> list[str]:
@@ -147,8 +164,7 @@ def cmd_start(a: argparse.Namespace) -> int:
     for ref in a.containers:
         cid = store.resolve(ref)
         if a.attach:
-            code = lifecycle.start(store, cid, attach=True,
-                                   stdin_fd=0 if a.interactive else None)
+            code = lifecycle.start(store, cid, attach=True, stdin_fd=0 if a.interactive else None)
         else:
             lifecycle.start(store, cid)
             print(ref)
@@ -159,8 +175,16 @@ def cmd_exec(a: argparse.Namespace) -> int:
     from . import lifecycle
 
     store = _store(a)
-    return lifecycle.exec_in(store, store.resolve(a.container), list(a.command), _env(a),
-                             a.workdir, a.user, detach=a.detach, interactive=a.interactive)
+    return lifecycle.exec_in(
+        store,
+        store.resolve(a.container),
+        list(a.command),
+        _env(a),
+        a.workdir,
+        a.user,
+        detach=a.detach,
+        interactive=a.interactive,
+    )
 
 
 def _each(a: argparse.Namespace, refs: list[str], fn: Callable[[Any, str], None]) -> int:
@@ -196,8 +220,9 @@ def cmd_kill(a: argparse.Namespace) -> int:
 def cmd_rm(a: argparse.Namespace) -> int:
     from . import containers
 
-    return _each(a, a.containers,
-                 lambda s, c: containers.remove(s, c, force=a.force, volumes=a.volumes))
+    return _each(
+        a, a.containers, lambda s, c: containers.remove(s, c, force=a.force, volumes=a.volumes)
+    )
 
 
 def cmd_wait(a: argparse.Namespace) -> int:
@@ -289,8 +314,9 @@ def cmd_events(a: argparse.Namespace) -> int:
     since = events.parse_time(a.since) if a.since else None
     until = events.parse_time(a.until) if a.until else None
     filters = events.parse_filters(a.filter)
-    for ev in events.read(a.root, since, until, filters, follow=until is None or
-                          until > time.time()):
+    for ev in events.read(
+        a.root, since, until, filters, follow=until is None or until > time.time()
+    ):
         if a.format == "json" or a.format == "{{json .}}":
             line = json.dumps(ev)
         elif a.format:
@@ -301,8 +327,9 @@ def cmd_events(a: argparse.Namespace) -> int:
             t = ev["timeNano"]
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 1_000_000_000))
             attrs = ", ".join(f"{k}={v}" for k, v in sorted(ev["Actor"]["Attributes"].items()))
-            line = (f"{stamp}.{t % 1_000_000_000:09d}Z {ev['Type']} {ev['Action']} "
-                    f"{ev['id']} ({attrs})")
+            line = (
+                f"{stamp}.{t % 1_000_000_000:09d}Z {ev['Type']} {ev['Action']} {ev['id']} ({attrs})"
+            )
         print(line, flush=True)
     return 0
 
@@ -353,8 +380,10 @@ def cmd_stats(a: argparse.Namespace) -> int:
         mem, lim = s["memory"].get("usage") or 0, s["memory"].get("limit")
         lim_s = "unlimited" if lim is None else f"{lim / 2**20:.1f}MiB"
         cpu = (s["cpu"].get("usage_ns") or 0) / 1e9
-        print(f"{cid[:12]:<14}{name[:21]:<22}{cpu:>10.2f}"
-              f"{f'{mem / 2**20:.1f}MiB / {lim_s}':>26}{s['pids'].get('current') or 0:>7}")
+        print(
+            f"{cid[:12]:<14}{name[:21]:<22}{cpu:>10.2f}"
+            f"{f'{mem / 2**20:.1f}MiB / {lim_s}':>26}{s['pids'].get('current') or 0:>7}"
+        )
     return 0
 
 
@@ -387,8 +416,9 @@ def cmd_build(a: argparse.Namespace) -> int:
         if not eq:
             v = os.environ.get(k, "")
         args[k] = v
-    image_id = build.build(_store(a), _images(a), a.context, a.file, a.tag, args,
-                           no_cache=a.no_cache, quiet=a.quiet)
+    image_id = build.build(
+        _store(a), _images(a), a.context, a.file, a.tag, args, no_cache=a.no_cache, quiet=a.quiet
+    )
     if a.quiet:
         print(image_id)
     return 0
@@ -407,8 +437,18 @@ def cmd_commit(a: argparse.Namespace) -> int:
     from . import commit
 
     store = _store(a)
-    print(commit.commit(store, _images(a), store.resolve(a.container), a.ref, a.message,
-                        a.author, a.change, pause=a.pause != "false"))
+    print(
+        commit.commit(
+            store,
+            _images(a),
+            store.resolve(a.container),
+            a.ref,
+            a.message,
+            a.author,
+            a.change,
+            pause=a.pause != "false",
+        )
+    )
     return 0
 
 
@@ -461,8 +501,10 @@ def cmd_history(a: argparse.Namespace) -> int:
     for r in rows:
         by = r["CreatedBy"] if a.no_trunc else r["CreatedBy"][:45]
         iid = r["Id"] if r["Id"] == "<missing>" else r["Id"][7:19]
-        print(f"{iid:<15}{view.human_ago(r['Created']) + ' ago':<20}{by:<48}"
-              f"{imagemgmt.human(r['Size']):<10}{r['Comment']}")
+        print(
+            f"{iid:<15}{view.human_ago(r['Created']) + ' ago':<20}{by:<48}"
+            f"{imagemgmt.human(r['Size']):<10}{r['Comment']}"
+        )
     return 0
 
 
@@ -500,8 +542,10 @@ def cmd_system(a: argparse.Namespace) -> int:
         print(f"{'TYPE':<16}{'TOTAL':<8}{'ACTIVE':<8}{'SIZE':<12}RECLAIMABLE")
         for r in rows:
             pct = f" ({100 * r['Reclaimable'] // r['Size']}%)" if r["Size"] else ""
-            print(f"{r['Type']:<16}{r['Total']:<8}{r['Active']:<8}"
-                  f"{imagemgmt.human(r['Size']):<12}{imagemgmt.human(r['Reclaimable'])}{pct}")
+            print(
+                f"{r['Type']:<16}{r['Total']:<8}{r['Active']:<8}"
+                f"{imagemgmt.human(r['Size']):<12}{imagemgmt.human(r['Reclaimable'])}{pct}"
+            )
         return 0
     if a.scmd == "prune":
         for line in imagemgmt.system_prune(store, images, a.root, a.all, a.volumes):
@@ -731,16 +775,20 @@ def _opts_image(sp: argparse.ArgumentParser) -> None:
 def _opts_system(sp: argparse.ArgumentParser) -> None:
     ssub = sp.add_subparsers(dest="scmd", metavar="SUBCOMMAND", parser_class=_Parser)
     ssub.add_parser("df", help="disk usage of images, containers, volumes, build cache")
-    p = ssub.add_parser("prune", help="remove stopped containers, dangling images, build "
-                                      "cache (-a: unused images too; --volumes)")
+    p = ssub.add_parser(
+        "prune",
+        help="remove stopped containers, dangling images, build "
+        "cache (-a: unused images too; --volumes)",
+    )
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("--volumes", action="store_true")
 
 
 # name -> (handler, one-line help, argument set-up). `run`/`create` free -h for --hostname.
-COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
-                          Callable[[argparse.ArgumentParser], None]]] = {
+COMMANDS: dict[
+    str, tuple[Callable[[argparse.Namespace], int], str, Callable[[argparse.ArgumentParser], None]]
+] = {
     "create": (cmd_create, "create a container", _opts_create),
     "run": (cmd_run, "create and start a container", _opts_run),
     "start": (cmd_start, "start stopped containers", _opts_start),
@@ -769,6 +817,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
     "events": (cmd_events, "show container events (follows until --until)", _opts_events),
     "volume": (cmd_volume, "manage volumes: create, ls, inspect, rm, prune", _opts_volume),
 }
+
+
 def _image_transport_commands() -> None:
     """save/load/pull/push live in imagecmds (cheap to import: argparse, sys, errors)."""
     from .imagecmds import COMMANDS as TRANSPORT
@@ -797,8 +847,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     from .state import DEFAULT_ROOT
 
     p = _Parser(prog="rref", description="rref: a small, correct, Docker-like runtime")
-    p.add_argument("--root", default=os.environ.get("RREF_ROOT", DEFAULT_ROOT),
-                   help="state root (default %(default)s, or $RREF_ROOT)")
+    p.add_argument(
+        "--root",
+        default=os.environ.get("RREF_ROOT", DEFAULT_ROOT),
+        help="state root (default %(default)s, or $RREF_ROOT)",
+    )
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
     for name, (fn, help_, configure) in COMMANDS.items():
         if only is not None and name != only:

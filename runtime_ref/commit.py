@@ -24,8 +24,17 @@ if TYPE_CHECKING:
     from typing import Any
 
 INIT_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
-CHANGE_KEYS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "WORKDIR", "VOLUME",
-               "STOPSIGNAL")
+CHANGE_KEYS = (
+    "CMD",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "LABEL",
+    "USER",
+    "WORKDIR",
+    "VOLUME",
+    "STOPSIGNAL",
+)
 
 
 def excluded_paths(cfg: dict[str, Any]) -> list[str]:
@@ -34,12 +43,14 @@ def excluded_paths(cfg: dict[str, Any]) -> list[str]:
     return [*INIT_FILES, *mounts]
 
 
-def _layer_context(store: Store, images: ImageStore, cid: str
-                   ) -> tuple[dict[str, Any], str, list[str]]:
+def _layer_context(
+    store: Store, images: ImageStore, cid: str
+) -> tuple[dict[str, Any], str, list[str]]:
     cfg = store.config(cid)
     upper = cfg["GraphDriver"]["Data"]["UpperDir"]
-    lowers = [d for d in cfg["GraphDriver"]["Data"]["LowerDir"].split(":")
-              if not d.endswith("/init")]
+    lowers = [
+        d for d in cfg["GraphDriver"]["Data"]["LowerDir"].split(":") if not d.endswith("/init")
+    ]
     return cfg, upper, lowers
 
 
@@ -76,8 +87,9 @@ def parse_changes(changes: list[str], base: dict[str, Any]) -> dict[str, Any]:
         key, _, rest = ch.strip().partition(" ")
         key, rest = key.upper(), rest.strip()
         if key not in CHANGE_KEYS or not rest:
-            raise UsageError(f"invalid change {ch!r}: want one of {', '.join(CHANGE_KEYS)} "
-                             "with a value")
+            raise UsageError(
+                f"invalid change {ch!r}: want one of {', '.join(CHANGE_KEYS)} with a value"
+            )
 
         def words(text: str = rest, key: str = key, ch: str = ch) -> list[str]:
             if text.startswith("["):
@@ -129,9 +141,15 @@ def parse_changes(changes: list[str], base: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def new_image_config(base: dict[str, Any], diff_id: str | None, config: dict[str, Any],
-                     created_by: str, comment: str = "", author: str = "",
-                     empty_layer: bool = False) -> dict[str, Any]:
+def new_image_config(
+    base: dict[str, Any],
+    diff_id: str | None,
+    config: dict[str, Any],
+    created_by: str,
+    comment: str = "",
+    author: str = "",
+    empty_layer: bool = False,
+) -> dict[str, Any]:
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     diff_ids = list(base.get("rootfs", {}).get("diff_ids", []))
     if diff_id:
@@ -143,10 +161,14 @@ def new_image_config(base: dict[str, Any], diff_id: str | None, config: dict[str
         hist["author"] = author
     if empty_layer:
         hist["empty_layer"] = True
-    out = {"architecture": base.get("architecture") or _arch(), "os": base.get("os", "linux"),
-           "created": created, "config": config,
-           "rootfs": {"type": "layers", "diff_ids": diff_ids},
-           "history": [*base.get("history", []), hist]}
+    out = {
+        "architecture": base.get("architecture") or _arch(),
+        "os": base.get("os", "linux"),
+        "created": created,
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [*base.get("history", []), hist],
+    }
     if author:
         out["author"] = author
     return out
@@ -157,9 +179,13 @@ def _arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
 
 
-def add_changeset(images: ImageStore, upper: str, lowers: list[str],
-                  exclude: list[str], maps: tuple[list[Any], list[Any]] | None = None
-                  ) -> str | None:
+def add_changeset(
+    images: ImageStore,
+    upper: str,
+    lowers: list[str],
+    exclude: list[str],
+    maps: tuple[list[Any], list[Any]] | None = None,
+) -> str | None:
     """Write the OCI changeset of `upper` and store it as a layer; None if it is empty.
 
     `maps` (uid map, gid map) of a user-namespaced container: its upper layer holds
@@ -196,16 +222,23 @@ def _unshift_owners(path: str, maps: tuple[list[Any], list[Any]]) -> None:
         return OVERFLOW_ID
 
     tmp = path + ".ids"
-    with tarfile.open(path, "r:") as src, tarfile.open(tmp, "w:",
-                                                      format=tarfile.PAX_FORMAT) as dst:
+    with tarfile.open(path, "r:") as src, tarfile.open(tmp, "w:", format=tarfile.PAX_FORMAT) as dst:
         for ti in src:
             ti.uid, ti.gid = back(ti.uid, maps[0]), back(ti.gid, maps[1])
             dst.addfile(ti, src.extractfile(ti) if ti.isreg() else None)
     os.replace(tmp, path)
 
 
-def commit(store: Store, images: ImageStore, cid: str, ref: str | None, message: str = "",
-           author: str = "", changes: list[str] | None = None, pause: bool = True) -> str:
+def commit(
+    store: Store,
+    images: ImageStore,
+    cid: str,
+    ref: str | None,
+    message: str = "",
+    author: str = "",
+    changes: list[str] | None = None,
+    pause: bool = True,
+) -> str:
     cfg, upper, lowers = _layer_context(store, images, cid)
     linux = cfg["Spec"]["linux"]
     maps = (linux["uidMappings"], linux["gidMappings"]) if linux.get("uidMappings") else None
@@ -217,9 +250,10 @@ def commit(store: Store, images: ImageStore, cid: str, ref: str | None, message:
     with _paused(store, cid, pause):
         diff_id = add_changeset(images, upper, lowers, excluded_paths(cfg), maps)
     cmd = " ".join([cfg.get("Path", ""), *cfg.get("Args", [])])
-    image_id = images.add_image(new_image_config(base, diff_id, config, cmd, message, author,
-                                                 empty_layer=diff_id is None),
-                                ref)
+    image_id = images.add_image(
+        new_image_config(base, diff_id, config, cmd, message, author, empty_layer=diff_id is None),
+        ref,
+    )
     events.emit(store.root, "commit", cid, containers.event_attrs(cfg, imageID=image_id))
     return image_id
 
@@ -229,9 +263,17 @@ def _container_config(cfg: dict[str, Any], base: dict[str, Any]) -> dict[str, An
     c = dict(base.get("config") or {})
     cc = cfg.get("Config", {})
     env = [e for e in cc.get("Env", []) if not e.startswith("HOSTNAME=")]
-    c.update({"Env": env, "Cmd": cc.get("Cmd") or None, "Entrypoint": cc.get("Entrypoint"),
-              "WorkingDir": cc.get("WorkingDir", "") if cc.get("WorkingDir") != "/" else
-              c.get("WorkingDir", ""), "User": cc.get("User", "")})
+    c.update(
+        {
+            "Env": env,
+            "Cmd": cc.get("Cmd") or None,
+            "Entrypoint": cc.get("Entrypoint"),
+            "WorkingDir": cc.get("WorkingDir", "")
+            if cc.get("WorkingDir") != "/"
+            else c.get("WorkingDir", ""),
+            "User": cc.get("User", ""),
+        }
+    )
     return {k: v for k, v in c.items() if v not in (None, "", [], {})}
 
 
@@ -241,12 +283,18 @@ def _check_ref(ref: str) -> None:
     name = normalize_ref(ref)
     repo, _, tag = name.rpartition(":")
     if not re.fullmatch(r"[a-z0-9]+(?:[._/:-][a-z0-9]+)*", repo) or not re.fullmatch(
-            r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag):
+        r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag
+    ):
         raise UsageError(f"invalid reference format: {ref!r}")
 
 
-def import_tar(images: ImageStore, src: Any, ref: str | None, message: str = "",
-               changes: list[str] | None = None) -> str:
+def import_tar(
+    images: ImageStore,
+    src: Any,
+    ref: str | None,
+    message: str = "",
+    changes: list[str] | None = None,
+) -> str:
     """`rref import`: a root filesystem tar becomes a one-layer image."""
     if ref is not None:
         _check_ref(ref)

@@ -27,20 +27,36 @@ _NOUN = ("curie", "darwin", "euler", "gauss", "hopper", "lovelace", "noether", "
 class CreateOptions:
     """What `create`/`run` were asked for, before it is turned into a spec."""
 
-    def __init__(self, image: str, command: list[str] | None = None,
-                 entrypoint: list[str] | None = None, name: str | None = None,
-                 hostname: str | None = None, env: list[str] | None = None,
-                 workdir: str | None = None, user: str | None = None, read_only: bool = False,
-                 network: str = "none", auto_remove: bool = False,
-                 interactive: bool = False, cap_add: list[str] | None = None,
-                 cap_drop: list[str] | None = None, uidmap: list[str] | None = None,
-                 gidmap: list[str] | None = None, userns_remap: str | None = None,
-                 volumes: list[str] | None = None, mounts: list[str] | None = None,
-                 tmpfs: list[str] | None = None, privileged: bool = False,
-                 security_opt: list[str] | None = None,
-                 resources: dict[str, str | bool | None] | None = None,
-                 publish: list[str] | None = None, bridge: str | None = None,
-                 bridge_subnet: str | None = None, cgroup_parent: str | None = None) -> None:
+    def __init__(
+        self,
+        image: str,
+        command: list[str] | None = None,
+        entrypoint: list[str] | None = None,
+        name: str | None = None,
+        hostname: str | None = None,
+        env: list[str] | None = None,
+        workdir: str | None = None,
+        user: str | None = None,
+        read_only: bool = False,
+        network: str = "none",
+        auto_remove: bool = False,
+        interactive: bool = False,
+        cap_add: list[str] | None = None,
+        cap_drop: list[str] | None = None,
+        uidmap: list[str] | None = None,
+        gidmap: list[str] | None = None,
+        userns_remap: str | None = None,
+        volumes: list[str] | None = None,
+        mounts: list[str] | None = None,
+        tmpfs: list[str] | None = None,
+        privileged: bool = False,
+        security_opt: list[str] | None = None,
+        resources: dict[str, str | bool | None] | None = None,
+        publish: list[str] | None = None,
+        bridge: str | None = None,
+        bridge_subnet: str | None = None,
+        cgroup_parent: str | None = None,
+    ) -> None:
         self.image = image
         self.command = list(command or [])
         self.entrypoint = entrypoint
@@ -75,19 +91,24 @@ def _check_options(o: CreateOptions) -> dict[str, Any]:
     if o.name is not None or o.hostname is not None:
         import re
     if o.name is not None and not re.match(NAME_PATTERN, o.name):
-        raise UsageError(f"invalid container name ({o.name}): only [a-zA-Z0-9][a-zA-Z0-9_.-] "
-                         "are allowed")
+        raise UsageError(
+            f"invalid container name ({o.name}): only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
     if o.hostname is not None and not re.fullmatch(HOSTNAME_PATTERN, o.hostname):
         raise UsageError(f"invalid hostname {o.hostname!r}")
     if o.workdir is not None and not o.workdir.startswith("/"):
-        raise UsageError(f"the working directory '{o.workdir}' is invalid, it needs to be an "
-                         "absolute path")
+        raise UsageError(
+            f"the working directory '{o.workdir}' is invalid, it needs to be an absolute path"
+        )
     if o.network not in ("none", "host", "bridge"):
         raise UsageError(f"invalid network mode {o.network!r}: use none, host or bridge")
-    if o.cgroup_parent is not None and (".." in o.cgroup_parent.split("/")
-                                        or not o.cgroup_parent.strip("/")):
-        raise UsageError(f"invalid --cgroup-parent {o.cgroup_parent!r}: want a path like "
-                         "/rref or /system.slice/rref, without '..'")
+    if o.cgroup_parent is not None and (
+        ".." in o.cgroup_parent.split("/") or not o.cgroup_parent.strip("/")
+    ):
+        raise UsageError(
+            f"invalid --cgroup-parent {o.cgroup_parent!r}: want a path like "
+            "/rref or /system.slice/rref, without '..'"
+        )
     if o.publish and o.network != "bridge":
         raise UsageError("publishing ports needs --network bridge")
     from . import caps
@@ -98,8 +119,13 @@ def _check_options(o: CreateOptions) -> dict[str, Any]:
     for e in o.env:
         if not e or e.startswith("="):
             raise UsageError(f"invalid environment variable: {e!r}")
-    return {"ports": _port_bindings(o), "maps": _userns_maps(o), "mounts": _user_mounts(o),
-            "security": _security(o), "resources": _resources(o)}
+    return {
+        "ports": _port_bindings(o),
+        "maps": _userns_maps(o),
+        "mounts": _user_mounts(o),
+        "security": _security(o),
+        "resources": _resources(o),
+    }
 
 
 def _port_bindings(o: CreateOptions) -> dict[str, list[dict[str, str]]]:
@@ -112,7 +138,8 @@ def _port_bindings(o: CreateOptions) -> dict[str, list[dict[str, str]]]:
     for p in o.publish:
         host_ip, host_port, ctr_port, proto = parse_publish(p)
         out.setdefault(f"{ctr_port}/{proto}", []).append(
-            {"HostIp": host_ip, "HostPort": str(host_port) if host_port else ""})
+            {"HostIp": host_ip, "HostPort": str(host_port) if host_port else ""}
+        )
     return out
 
 
@@ -136,8 +163,9 @@ def _security(o: CreateOptions) -> dict[str, Any]:
         key, sep, value = opt.replace(":", "=", 1).partition("=")
         if key == "no-new-privileges":
             if value not in ("", "true", "false"):
-                raise UsageError(f"invalid --security-opt {opt!r}: no-new-privileges takes "
-                                 "true or false")
+                raise UsageError(
+                    f"invalid --security-opt {opt!r}: no-new-privileges takes true or false"
+                )
             out["no_new_privs"] = value != "false"
         elif key == "seccomp" and sep and value:
             if value != "unconfined" and not os.path.isfile(value):
@@ -156,9 +184,11 @@ def _user_mounts(o: CreateOptions) -> list[dict[str, Any]]:
     """-v, --mount and --tmpfs, parsed and checked (nothing is created here)."""
     from . import volumes
 
-    mounts = ([volumes.parse_volume_flag(v) for v in o.volumes]
-              + [volumes.parse_mount_flag(m) for m in o.mounts]
-              + [volumes.parse_tmpfs_flag(t) for t in o.tmpfs])
+    mounts = (
+        [volumes.parse_volume_flag(v) for v in o.volumes]
+        + [volumes.parse_mount_flag(m) for m in o.mounts]
+        + [volumes.parse_tmpfs_flag(t) for t in o.tmpfs]
+    )
     volumes.check_duplicates(mounts)
     return mounts
 
@@ -171,8 +201,7 @@ def _userns_maps(o: CreateOptions) -> tuple[list[dict[str, int]], list[dict[str,
         raise UsageError("--userns-remap and --uidmap/--gidmap cannot be combined")
     if o.userns_remap:
         user = "rref" if o.userns_remap == "default" else o.userns_remap
-        return ([idmap.subordinate(user, "/etc/subuid")],
-                [idmap.subordinate(user, "/etc/subgid")])
+        return ([idmap.subordinate(user, "/etc/subuid")], [idmap.subordinate(user, "/etc/subgid")])
     if not o.uidmap and not o.gidmap:
         return None
     uidmap = [idmap.parse_map(m) for m in o.uidmap or o.gidmap]
@@ -209,8 +238,9 @@ def _host_resolv() -> str:
             lines = f.read().splitlines()
     except OSError:
         return ""
-    keep = [ln for ln in lines if not (ln.startswith("nameserver") and
-                                       (" 127." in ln or " ::1" in ln))]
+    keep = [
+        ln for ln in lines if not (ln.startswith("nameserver") and (" 127." in ln or " ::1" in ln))
+    ]
     return "\n".join(keep) + "\n"
 
 
@@ -242,20 +272,35 @@ def create(store: Store, images: ImageStore, o: CreateOptions) -> str:
         taken = store.names()
         name = (o.name or "").lstrip("/") or _random_name(taken)
         if name in taken:
-            raise RrefError(f'Conflict. The container name "/{name}" is already in use by '
-                            f'container "{taken[name]}". You have to remove (or rename) that '
-                            "container to be able to reuse that name.")
+            raise RrefError(
+                f'Conflict. The container name "/{name}" is already in use by '
+                f'container "{taken[name]}". You have to remove (or rename) that '
+                "container to be able to reuse that name."
+            )
         cid = store.new_id()
         cdir = store.path(cid)
         os.makedirs(cdir, mode=0o700)
         try:
-            cfg = _build(store, images, cid, cdir, name, image, icfg, args, entry, cmd, o,
-                         parsed)
+            cfg = _build(store, images, cid, cdir, name, image, icfg, args, entry, cmd, o, parsed)
             store.save_config(cid, cfg)
-            store.save_state(cid, {
-                "Status": "created", "Running": False, "Paused": False, "OOMKilled": False,
-                "Dead": False, "Pid": 0, "PidStart": 0, "MonitorPid": 0, "MonitorStart": 0,
-                "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME})
+            store.save_state(
+                cid,
+                {
+                    "Status": "created",
+                    "Running": False,
+                    "Paused": False,
+                    "OOMKilled": False,
+                    "Dead": False,
+                    "Pid": 0,
+                    "PidStart": 0,
+                    "MonitorPid": 0,
+                    "MonitorStart": 0,
+                    "ExitCode": 0,
+                    "Error": "",
+                    "StartedAt": ZERO_TIME,
+                    "FinishedAt": ZERO_TIME,
+                },
+            )
         except BaseException:
             with contextlib.suppress(OSError):
                 remove_tree(cdir)
@@ -268,10 +313,20 @@ def event_attrs(cfg: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"image": cfg.get("ImageRef", ""), "name": cfg.get("Name", "").lstrip("/"), **extra}
 
 
-def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, image: Any,
-           icfg: dict[str, Any],
-           args: list[str], entry: list[str], cmd: list[str], o: CreateOptions,
-           parsed: dict[str, Any]) -> dict[str, Any]:
+def _build(
+    store: Store,
+    images: ImageStore,
+    cid: str,
+    cdir: str,
+    name: str,
+    image: Any,
+    icfg: dict[str, Any],
+    args: list[str],
+    entry: list[str],
+    cmd: list[str],
+    o: CreateOptions,
+    parsed: dict[str, Any],
+) -> dict[str, Any]:
     hostname = o.hostname or cid[:12]
     if o.network == "host":
         hostname = o.hostname or os.uname().nodename
@@ -280,10 +335,12 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
     init_dir = os.path.join(cdir, "init")
     _make_init_layer(init_dir)
     _write(os.path.join(cdir, "hostname"), hostname + "\n")
-    _write(os.path.join(cdir, "hosts"),
-           "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-           "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-           "ff02::2\tip6-allrouters\n")
+    _write(
+        os.path.join(cdir, "hosts"),
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+        "ff02::2\tip6-allrouters\n",
+    )
     _write(os.path.join(cdir, "resolv.conf"), _host_resolv())
     upper, work, merged = (os.path.join(cdir, d) for d in ("upper", "work", "merged"))
     layer_dirs = image.layer_dirs
@@ -311,8 +368,9 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
     if security["seccomp"] != "unconfined":
         from .seccomp import profile_for
 
-        spec["linux"]["seccomp"] = profile_for(security["seccomp"],
-                                               proc["capabilities"]["bounding"])
+        spec["linux"]["seccomp"] = profile_for(
+            security["seccomp"], proc["capabilities"]["bounding"]
+        )
     spec["linux"]["resources"].update(parsed["resources"])
     from .cgroups import detect
 
@@ -324,15 +382,26 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
         _make_privileged(spec)
     spec["hostname"] = hostname
     if o.network == "host":
-        spec["linux"]["namespaces"] = [ns for ns in spec["linux"]["namespaces"]
-                                       if ns["type"] not in ("network", "uts")]
+        spec["linux"]["namespaces"] = [
+            ns for ns in spec["linux"]["namespaces"] if ns["type"] not in ("network", "uts")
+        ]
         spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/sys"] + [
-            {"destination": "/sys", "type": "bind", "source": "/sys",
-             "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]}]
+            {
+                "destination": "/sys",
+                "type": "bind",
+                "source": "/sys",
+                "options": ["rbind", "ro", "nosuid", "noexec", "nodev"],
+            }
+        ]
     for f in ("hostname", "hosts", "resolv.conf"):
-        spec["mounts"].append({"destination": f"/etc/{f}", "type": "bind",
-                               "source": os.path.join(cdir, f),
-                               "options": ["rbind", "rprivate"]})
+        spec["mounts"].append(
+            {
+                "destination": f"/etc/{f}",
+                "type": "bind",
+                "source": os.path.join(cdir, f),
+                "options": ["rbind", "rprivate"],
+            }
+        )
     if maps:
         spec["linux"]["namespaces"].append({"type": "user"})
         spec["linux"]["uidMappings"], spec["linux"]["gidMappings"] = maps
@@ -346,25 +415,49 @@ def _build(store: Store, images: ImageStore, cid: str, cdir: str, name: str, ima
     parent = "/" + o.cgroup_parent.strip("/") if o.cgroup_parent else None
     cgroup = Cgroup.plan(f"rref-{cid}", parent)
     return {
-        "Id": cid, "Name": "/" + name, "Created": now_iso(),
-        "Path": args[0], "Args": args[1:],
-        "Image": image.id, "ImageRef": o.image,
-        "Config": {"Hostname": hostname, "Env": proc["env"], "Cmd": cmd,
-                   "Entrypoint": entry or None, "WorkingDir": proc["cwd"], "User": user,
-                   "Image": o.image, "OpenStdin": o.interactive, "Tty": False},
-        "HostConfig": {"AutoRemove": o.auto_remove, "ReadonlyRootfs": o.read_only,
-                       "NetworkMode": o.network, "Privileged": o.privileged,
-                       "SecurityOpt": o.security_opt, "CapAdd": o.cap_add,
-                       "CapDrop": o.cap_drop, "PortBindings": parsed["ports"],
-                       "CgroupParent": o.cgroup_parent or "",
-                       **host_config_resources(spec)},
+        "Id": cid,
+        "Name": "/" + name,
+        "Created": now_iso(),
+        "Path": args[0],
+        "Args": args[1:],
+        "Image": image.id,
+        "ImageRef": o.image,
+        "Config": {
+            "Hostname": hostname,
+            "Env": proc["env"],
+            "Cmd": cmd,
+            "Entrypoint": entry or None,
+            "WorkingDir": proc["cwd"],
+            "User": user,
+            "Image": o.image,
+            "OpenStdin": o.interactive,
+            "Tty": False,
+        },
+        "HostConfig": {
+            "AutoRemove": o.auto_remove,
+            "ReadonlyRootfs": o.read_only,
+            "NetworkMode": o.network,
+            "Privileged": o.privileged,
+            "SecurityOpt": o.security_opt,
+            "CapAdd": o.cap_add,
+            "CapDrop": o.cap_drop,
+            "PortBindings": parsed["ports"],
+            "CgroupParent": o.cgroup_parent or "",
+            **host_config_resources(spec),
+        },
         "Bridge": _bridge_of(o) if o.network == "bridge" else None,
         "Spec": spec,
         "Cgroup": cgroup.paths,
         "CgroupBases": cgroup.bases,
-        "GraphDriver": {"Name": "overlay", "Data": {
-            "LowerDir": ":".join(lower), "UpperDir": upper, "WorkDir": work,
-            "MergedDir": merged}},
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "LowerDir": ":".join(lower),
+                "UpperDir": upper,
+                "WorkDir": work,
+                "MergedDir": merged,
+            },
+        },
         "HostnamePath": os.path.join(cdir, "hostname"),
         "HostsPath": os.path.join(cdir, "hosts"),
         "ResolvConfPath": os.path.join(cdir, "resolv.conf"),
@@ -394,14 +487,19 @@ def host_config_resources(spec: dict[str, Any]) -> dict[str, Any]:
     """docker's HostConfig resource fields, derived from the spec (0 = not set)."""
     res = spec["linux"].get("resources", {})
     mem, cpu = res.get("memory", {}), res.get("cpu", {})
-    return {"Memory": mem.get("limit", 0), "MemorySwap": mem.get("swap", 0),
-            "MemoryReservation": mem.get("reservation", 0),
-            "OomKillDisable": bool(mem.get("disableOOMKiller", False)),
-            "CpuShares": cpu.get("shares", 0), "CpuPeriod": cpu.get("period", 0),
-            "CpuQuota": cpu.get("quota", 0), "CpusetCpus": cpu.get("cpus", ""),
-            "CpusetMems": cpu.get("mems", ""),
-            "PidsLimit": res.get("pids", {}).get("limit", 0),
-            "BlkioWeight": res.get("blockIO", {}).get("weight", 0)}
+    return {
+        "Memory": mem.get("limit", 0),
+        "MemorySwap": mem.get("swap", 0),
+        "MemoryReservation": mem.get("reservation", 0),
+        "OomKillDisable": bool(mem.get("disableOOMKiller", False)),
+        "CpuShares": cpu.get("shares", 0),
+        "CpuPeriod": cpu.get("period", 0),
+        "CpuQuota": cpu.get("quota", 0),
+        "CpusetCpus": cpu.get("cpus", ""),
+        "CpusetMems": cpu.get("mems", ""),
+        "PidsLimit": res.get("pids", {}).get("limit", 0),
+        "BlkioWeight": res.get("blockIO", {}).get("weight", 0),
+    }
 
 
 def _bridge_of(o: CreateOptions) -> dict[str, str]:
@@ -429,16 +527,25 @@ def _make_privileged(spec: dict[str, Any]) -> None:
             except OSError:
                 continue
             if (st.S_ISCHR(s.st_mode) or st.S_ISBLK(s.st_mode)) and path not in known:
-                linux["devices"].append({
-                    "path": path, "type": "c" if st.S_ISCHR(s.st_mode) else "b",
-                    "major": os.major(s.st_rdev), "minor": os.minor(s.st_rdev),
-                    "fileMode": st.S_IMODE(s.st_mode), "uid": s.st_uid, "gid": s.st_gid})
-    linux["resources"]["devices"] = [{"allow": True, "type": "a", "major": None,
-                                      "minor": None, "access": "rwm"}]
+                linux["devices"].append(
+                    {
+                        "path": path,
+                        "type": "c" if st.S_ISCHR(s.st_mode) else "b",
+                        "major": os.major(s.st_rdev),
+                        "minor": os.minor(s.st_rdev),
+                        "fileMode": st.S_IMODE(s.st_mode),
+                        "uid": s.st_uid,
+                        "gid": s.st_gid,
+                    }
+                )
+    linux["resources"]["devices"] = [
+        {"allow": True, "type": "a", "major": None, "minor": None, "access": "rwm"}
+    ]
 
 
-def _give_to_container_root(cdir: str, maps: tuple[list[dict[str, int]],
-                                                   list[dict[str, int]]]) -> None:
+def _give_to_container_root(
+    cdir: str, maps: tuple[list[dict[str, int]], list[dict[str, int]]]
+) -> None:
     """The writable layer and per-container files belong to the mapped root."""
     from .idmap import to_host
 
@@ -462,8 +569,9 @@ def _capabilities(add: list[str], drop: list[str]) -> dict[str, list[str]]:
     names = [c for c in names if c not in {caps.normalize(d) for d in drop}]
     if any(c.upper() == "ALL" for c in add):
         names = caps.available()
-    names += [caps.normalize(a) for a in add if a.upper() != "ALL"
-              and caps.normalize(a) not in names]
+    names += [
+        caps.normalize(a) for a in add if a.upper() != "ALL" and caps.normalize(a) not in names
+    ]
     return {k: list(names) for k in ("bounding", "effective", "permitted")}
 
 
@@ -478,9 +586,17 @@ def reconcile(store: Store, cid: str, st: dict[str, Any]) -> dict[str, Any]:
     with store.lock(cid):
         fresh = store.state(cid)
         if fresh.get("Status") in ("running", "paused") and not procinfo.alive(
-                fresh.get("MonitorPid", 0), fresh.get("MonitorStart", 0)):
-            fresh.update(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=255,
-                         Error="container monitor exited unexpectedly", FinishedAt=now_iso())
+            fresh.get("MonitorPid", 0), fresh.get("MonitorStart", 0)
+        ):
+            fresh.update(
+                Status="exited",
+                Running=False,
+                Paused=False,
+                Pid=0,
+                ExitCode=255,
+                Error="container monitor exited unexpectedly",
+                FinishedAt=now_iso(),
+            )
             store.save_state(cid, fresh)
         return fresh
 
@@ -491,7 +607,8 @@ def status(store: Store, cid: str) -> dict[str, Any]:
 
 def is_running(st: dict[str, Any]) -> bool:
     return st.get("Status") in ("running", "paused") and procinfo.alive(
-        st.get("Pid", 0), st.get("PidStart", 0))
+        st.get("Pid", 0), st.get("PidStart", 0)
+    )
 
 
 def cgroup_of(cfg: dict[str, Any]) -> Cgroup:
@@ -519,8 +636,9 @@ def release(store: Store, cid: str, cfg: dict[str, Any]) -> list[str]:
     if cfg.get("Bridge"):
         from . import network
 
-        network.detach(cid, network.Bridge(cfg["Bridge"]["Name"], cfg["Bridge"]["Subnet"]),
-                       store.root)
+        network.detach(
+            cid, network.Bridge(cfg["Bridge"]["Name"], cfg["Bridge"]["Subnet"]), store.root
+        )
     return cg.remove()
 
 
@@ -536,8 +654,10 @@ def remove(store: Store, cid: str, force: bool = False, volumes: bool = False) -
         cfg, st = {"Cgroup": Cgroup.plan(f"rref-{cid}").paths}, {}
     if is_running(st):
         if not force:
-            raise RrefError(f"cannot remove container {cid[:12]}: container is running: "
-                            "stop the container before removing or force remove")
+            raise RrefError(
+                f"cannot remove container {cid[:12]}: container is running: "
+                "stop the container before removing or force remove"
+            )
         procinfo.signal_process(st["Pid"], st.get("PidStart", 0), signal.SIGKILL)
         procinfo.wait_gone(st["Pid"], st.get("PidStart", 0), 10)
     # let the monitor record the exit before the directory disappears under it

@@ -23,15 +23,21 @@ def log_path(root: str) -> str:
 def emit(root: str, action: str, cid: str, attrs: dict[str, Any] | None = None) -> None:
     """Record one event; never fails the caller (an unwritable log loses the event only)."""
     now = time.time_ns()
-    record = {"status": action, "id": cid, "Type": "container", "Action": action,
-              "Actor": {"ID": cid, "Attributes": {k: str(v) for k, v in (attrs or {}).items()}},
-              "scope": "local", "time": now // 1_000_000_000, "timeNano": now}
+    record = {
+        "status": action,
+        "id": cid,
+        "Type": "container",
+        "Action": action,
+        "Actor": {"ID": cid, "Attributes": {k: str(v) for k, v in (attrs or {}).items()}},
+        "scope": "local",
+        "time": now // 1_000_000_000,
+        "timeNano": now,
+    }
     if "image" in (attrs or {}):
         record["from"] = str(attrs["image"])  # type: ignore[index]
     line = (json.dumps(record) + "\n").encode()
     try:
-        fd = os.open(log_path(root), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                     0o600)
+        fd = os.open(log_path(root), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
         return
     try:
@@ -61,12 +67,16 @@ def parse_time(text: str, now: float | None = None) -> float:
         return now - total
     m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})(T(\d{2}:\d{2}:\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?", t)
     if m:
-        base = calendar.timegm(time.strptime(f"{m.group(1)}T{m.group(3) or '00:00:00'}",
-                                             "%Y-%m-%dT%H:%M:%S"))
+        base = calendar.timegm(
+            time.strptime(f"{m.group(1)}T{m.group(3) or '00:00:00'}", "%Y-%m-%dT%H:%M:%S")
+        )
         frac = float(m.group(4)) if m.group(4) else 0.0
         tz = m.group(5) or "Z"
-        offset = 0 if tz == "Z" else (1 if tz[0] == "+" else -1) * (
-            int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+        offset = (
+            0
+            if tz == "Z"
+            else (1 if tz[0] == "+" else -1) * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+        )
         return base + frac - offset
     raise UsageError(f"invalid time {text!r}: use unix seconds, RFC 3339 or a duration like 10m")
 
@@ -78,8 +88,7 @@ def parse_filters(items: list[str]) -> dict[str, set[str]]:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or key not in ("container", "event", "type", "image"):
-            raise UsageError(f"invalid filter {item!r}: want container=, event=, type= "
-                             "or image=")
+            raise UsageError(f"invalid filter {item!r}: want container=, event=, type= or image=")
         out.setdefault(key, set()).add(value)
     return out
 
@@ -99,12 +108,14 @@ def _value(ev: dict[str, Any], key: str) -> list[str]:
 
 def matches(ev: dict[str, Any], filters: dict[str, set[str]]) -> bool:
     """docker's rule: every key must match, any value of a key may."""
-    return all(set(_value(ev, key)) & {w.lstrip("/") for w in wanted}
-               for key, wanted in filters.items())
+    return all(
+        set(_value(ev, key)) & {w.lstrip("/") for w in wanted} for key, wanted in filters.items()
+    )
 
 
-def read(root: str, since: float | None, until: float | None,
-         filters: dict[str, set[str]], follow: bool) -> Any:
+def read(
+    root: str, since: float | None, until: float | None, filters: dict[str, set[str]], follow: bool
+) -> Any:
     """Yield events in order; with `follow`, keep reading new ones until `until` passes."""
     path = log_path(root)
     pos = 0

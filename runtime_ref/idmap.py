@@ -68,8 +68,9 @@ def map_key(uidmap: list[dict[str, int]], gidmap: list[dict[str, int]]) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def remap_tree(src: str, dst: str, uidmap: list[dict[str, int]],
-               gidmap: list[dict[str, int]]) -> None:
+def remap_tree(
+    src: str, dst: str, uidmap: list[dict[str, int]], gidmap: list[dict[str, int]]
+) -> None:
     """Copy `src` to `dst` (not existing) shifting owners; hard links, modes, times kept."""
     links: dict[tuple[int, int], str] = {}
     os.mkdir(dst)

@@ -33,8 +33,9 @@ def cmd_save(a: argparse.Namespace) -> int:
     out = a.output
     if out is None:
         if sys.stdout.isatty():
-            raise RrefError("cowardly refusing to save to a terminal. Use the -o flag or "
-                            "redirect", EXIT_RUNTIME)
+            raise RrefError(
+                "cowardly refusing to save to a terminal. Use the -o flag or redirect", EXIT_RUNTIME
+            )
         out = "-"
     oci_layout.save(_images(a), list(a.images), out)
     return 0
@@ -57,8 +58,7 @@ def cmd_load(a: argparse.Namespace) -> int:
         if tmp is not None:
             os.unlink(tmp)
     for name in loaded:
-        print(f"Loaded image ID: {name}" if name.startswith("sha256:")
-              else f"Loaded image: {name}")
+        print(f"Loaded image ID: {name}" if name.startswith("sha256:") else f"Loaded image: {name}")
     return 0
 
 
@@ -103,14 +103,22 @@ def _name(ref: str) -> str:
 
 
 def _opts_save(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("-o", "--output", metavar="FILE",
-                    help="write to FILE (atomically) instead of standard output")
+    sp.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write to FILE (atomically) instead of standard output",
+    )
     sp.add_argument("images", nargs="+")
 
 
 def _opts_load(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("-i", "--input", metavar="FILE",
-                    help="read from FILE (a tar or an OCI layout directory) instead of stdin")
+    sp.add_argument(
+        "-i",
+        "--input",
+        metavar="FILE",
+        help="read from FILE (a tar or an OCI layout directory) instead of stdin",
+    )
     sp.add_argument("-q", "--quiet", action="store_true")
 
 
@@ -125,8 +133,9 @@ def _opts_push(sp: argparse.ArgumentParser) -> None:
 
 
 # The entries for cli.COMMANDS: name -> (handler, one-line help, argument set-up).
-COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str,
-                          Callable[[argparse.ArgumentParser], None]]] = {
+COMMANDS: dict[
+    str, tuple[Callable[[argparse.Namespace], int], str, Callable[[argparse.ArgumentParser], None]]
+] = {
     "save": (cmd_save, "save images to an OCI image layout tar", _opts_save),
     "load": (cmd_load, "load images from an OCI layout or docker-archive tar", _opts_load),
     "pull": (cmd_pull, "pull an image from a registry on loopback", _opts_pull),
@@ -148,4 +157,3 @@ if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
     raise SystemExit(code)
-

@@ -35,16 +35,22 @@ def rmi(store: Store, images: ImageStore, ref: str, force: bool = False) -> list
         images.untag(ref)
         return [f"Untagged: {normalize_ref(ref)}"]
     if not by_name and len(img.tags) > 1 and not force:
-        raise RrefError(f"conflict: unable to delete {img.id[7:19]} (must be forced) - image "
-                        "is referenced in multiple repositories")
+        raise RrefError(
+            f"conflict: unable to delete {img.id[7:19]} (must be forced) - image "
+            "is referenced in multiple repositories"
+        )
     used = users(store, img.id)
     running = [c for c, r in used if r]
     if running:
-        raise RrefError(f"conflict: unable to delete {ref} (cannot be forced) - image is being "
-                        f"used by running container {running[0][:12]}")
+        raise RrefError(
+            f"conflict: unable to delete {ref} (cannot be forced) - image is being "
+            f"used by running container {running[0][:12]}"
+        )
     if used and not force:
-        raise RrefError(f"conflict: unable to delete {ref} (must be forced) - image is being "
-                        f"used by stopped container {used[0][0][:12]}")
+        raise RrefError(
+            f"conflict: unable to delete {ref} (must be forced) - image is being "
+            f"used by stopped container {used[0][0][:12]}"
+        )
     for t in img.tags:
         images.untag(t)
         lines.append(f"Untagged: {t}")
@@ -122,8 +128,14 @@ def history(images: ImageStore, ref: str) -> list[dict[str, Any]]:
                 size = images.layer_info(d).get("content_size", 0)
             except NotFound:
                 size = 0
-        rows.append({"Created": h.get("created", ""), "CreatedBy": h.get("created_by", ""),
-                     "Size": size, "Comment": h.get("comment", "")})
+        rows.append(
+            {
+                "Created": h.get("created", ""),
+                "CreatedBy": h.get("created_by", ""),
+                "Size": size,
+                "Comment": h.get("comment", ""),
+            }
+        )
     rows.reverse()
     for i, r in enumerate(rows):
         r["Id"] = img.id if i == 0 else "<missing>"
@@ -166,16 +178,34 @@ def system_df(store: Store, images: ImageStore, volume_root: str) -> list[dict[s
     vol_sizes = {n: du(vs.path(n)) for n in vol_names}
     cache = build_cache_size(images)
     return [
-        {"Type": "Images", "Total": len(img_ids),
-         "Active": sum(1 for i in img_ids if i in used_images), "Size": img_size,
-         "Reclaimable": unused},
-        {"Type": "Containers", "Total": ctr_total, "Active": ctr_active, "Size": ctr_size,
-         "Reclaimable": ctr_reclaim},
-        {"Type": "Local Volumes", "Total": len(vol_names), "Active": len(vol_used),
-         "Size": sum(vol_sizes.values()),
-         "Reclaimable": sum(s for n, s in vol_sizes.items() if n not in vol_used)},
-        {"Type": "Build Cache", "Total": cache[0], "Active": 0, "Size": cache[1],
-         "Reclaimable": cache[1]},
+        {
+            "Type": "Images",
+            "Total": len(img_ids),
+            "Active": sum(1 for i in img_ids if i in used_images),
+            "Size": img_size,
+            "Reclaimable": unused,
+        },
+        {
+            "Type": "Containers",
+            "Total": ctr_total,
+            "Active": ctr_active,
+            "Size": ctr_size,
+            "Reclaimable": ctr_reclaim,
+        },
+        {
+            "Type": "Local Volumes",
+            "Total": len(vol_names),
+            "Active": len(vol_used),
+            "Size": sum(vol_sizes.values()),
+            "Reclaimable": sum(s for n, s in vol_sizes.items() if n not in vol_used),
+        },
+        {
+            "Type": "Build Cache",
+            "Total": cache[0],
+            "Active": 0,
+            "Size": cache[1],
+            "Reclaimable": cache[1],
+        },
     ]
 
 
@@ -200,8 +230,9 @@ def human(n: float) -> str:
     return f"{n}"
 
 
-def system_prune(store: Store, images: ImageStore, root: str, all_: bool,
-                 volumes_too: bool) -> list[str]:
+def system_prune(
+    store: Store, images: ImageStore, root: str, all_: bool, volumes_too: bool
+) -> list[str]:
     """docker system prune: stopped containers, then images, build cache, volumes."""
     from . import volumes
 

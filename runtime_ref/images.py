@@ -24,8 +24,9 @@ DEFAULT_IMAGE = "busybox:latest"
 class Image:
     """An image: its id ("sha256:<hex>"), OCI config, layer dirs (bottom first), tags."""
 
-    def __init__(self, image_id: str, config: dict[str, Any], layer_dirs: list[str],
-                 tags: list[str]) -> None:
+    def __init__(
+        self, image_id: str, config: dict[str, Any], layer_dirs: list[str], tags: list[str]
+    ) -> None:
         self.id = image_id
         self.config = config
         self.layer_dirs = layer_dirs
@@ -64,8 +65,9 @@ class ImageStore:
             raise RrefError(f"corrupted image index {self.repos_file}: {e}") from None
         return data if isinstance(data, dict) else {}
 
-    def remapped_layer_dirs(self, image: Image, uidmap: list[dict[str, int]],
-                            gidmap: list[dict[str, int]]) -> list[str]:
+    def remapped_layer_dirs(
+        self, image: Image, uidmap: list[dict[str, int]], gidmap: list[dict[str, int]]
+    ) -> list[str]:
         """The image's layers with owners shifted into a user-namespace map (cached)."""
         from .idmap import map_key, remap_tree
 
@@ -94,8 +96,9 @@ class ImageStore:
 
     def image_ids(self) -> list[str]:
         try:
-            return sorted("sha256:" + f[:-5] for f in os.listdir(self.configs)
-                          if f.endswith(".json"))
+            return sorted(
+                "sha256:" + f[:-5] for f in os.listdir(self.configs) if f.endswith(".json")
+            )
         except FileNotFoundError:
             return []
 
@@ -138,8 +141,10 @@ class ImageStore:
         """Move a staged layer (diff/ + layer.tar) into place; an existing one wins."""
         from .containers import remove_tree
 
-        write_json(os.path.join(stage, "layer.json"),
-                   {"diff_id": diff_id, "size": size, "content_size": content})
+        write_json(
+            os.path.join(stage, "layer.json"),
+            {"diff_id": diff_id, "size": size, "content_size": content},
+        )
         final = os.path.dirname(self.layer_dir(diff_id))
         try:
             os.rename(stage, final)
@@ -165,8 +170,9 @@ class ImageStore:
                 tee.drain()
             digest = "sha256:" + tee.hexdigest()
             if expected is not None and digest != expected:
-                raise RrefError(f"layer digest mismatch: expected {expected}, got {digest}",
-                                EXIT_RUNTIME)
+                raise RrefError(
+                    f"layer digest mismatch: expected {expected}, got {digest}", EXIT_RUNTIME
+                )
             if self.has_layer(digest):
                 remove_tree(stage)
                 return digest
@@ -206,8 +212,7 @@ class ImageStore:
 
     def layer_info(self, diff_id: str) -> dict[str, Any]:
         try:
-            return read_json(os.path.join(os.path.dirname(self.layer_dir(diff_id)),
-                                          "layer.json"))
+            return read_json(os.path.join(os.path.dirname(self.layer_dir(diff_id)), "layer.json"))
         except FileNotFoundError:
             raise NotFound(f"no such layer: {diff_id}") from None
 
@@ -222,9 +227,11 @@ class ImageStore:
         if "gzip" in meta and os.path.isfile(gz):
             return meta["gzip"]["digest"], meta["gzip"]["size"], gz
         tmp = f"{gz}.tmp-{os.getpid()}"
-        with (open(self.layer_tar(diff_id), "rb") as src, open(tmp, "wb") as raw,
-              gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0,
-                            compresslevel=6) as z):
+        with (
+            open(self.layer_tar(diff_id), "rb") as src,
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=6) as z,
+        ):
             while chunk := src.read(1 << 20):
                 z.write(chunk)
         h = hashlib.sha256()
@@ -258,8 +265,11 @@ class ImageStore:
         """Store an image config (raw bytes are kept exactly: their sha256 is the id)."""
         import hashlib
 
-        raw = config if isinstance(config, bytes) else json.dumps(
-            config, sort_keys=True, separators=(",", ":")).encode()
+        raw = (
+            config
+            if isinstance(config, bytes)
+            else json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+        )
         cfg = json.loads(raw)
         for d in cfg.get("rootfs", {}).get("diff_ids", []):
             if not self.has_layer(d):

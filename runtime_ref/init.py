@@ -33,16 +33,25 @@ def fail(err_fd: int, code: int, message: str) -> NoReturn:
 
 def reset_signals() -> None:
     """Python ignores SIGPIPE/SIGXFSZ; ignored dispositions survive execve, so restore them."""
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
-                signal.SIGQUIT, signal.SIGCHLD, signal.SIGTTOU, signal.SIGTTIN, signal.SIGTSTP):
+    for sig in (
+        signal.SIGPIPE,
+        signal.SIGXFSZ,
+        signal.SIGINT,
+        signal.SIGTERM,
+        signal.SIGHUP,
+        signal.SIGQUIT,
+        signal.SIGCHLD,
+        signal.SIGTTOU,
+        signal.SIGTTIN,
+        signal.SIGTSTP,
+    ):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def find_executable(name: str, path: str) -> tuple[str | None, int]:
     """Locate argv[0] like execvp; return (path, errno-ish exit code when not usable)."""
-    candidates = [name] if "/" in name else [os.path.join(d or ".", name)
-                                             for d in path.split(":")]
+    candidates = [name] if "/" in name else [os.path.join(d or ".", name) for d in path.split(":")]
     denied = False
     for c in candidates:
         try:
@@ -55,8 +64,9 @@ def find_executable(name: str, path: str) -> tuple[str | None, int]:
     return None, EXIT_CANNOT_EXEC if denied else EXIT_NOT_FOUND
 
 
-def set_identity_and_caps(spec: Spec, user_override: str | None = None,
-                          seccomp_prog: bytes | None = None) -> dict[str, str]:
+def set_identity_and_caps(
+    spec: Spec, user_override: str | None = None, seccomp_prog: bytes | None = None
+) -> dict[str, str]:
     """Switch to the process user and capability sets; return env additions (HOME).
 
     The seccomp filter goes in while CAP_SYS_ADMIN is still held unless
@@ -82,16 +92,24 @@ def set_identity_and_caps(spec: Spec, user_override: str | None = None,
     os.setresgid(gid, gid, gid)
     # always: an exec that joined a user namespace is still the host's uid 0 until now
     os.setresuid(uid, uid, uid)
-    caps.apply(capset if uid == 0 else {k: v for k, v in capset.items()
-                                        if k in ("bounding", "inheritable")})
+    caps.apply(
+        capset
+        if uid == 0
+        else {k: v for k, v in capset.items() if k in ("bounding", "inheritable")}
+    )
     if seccomp_prog and nnp:
         seccomp_bpf.load(seccomp_prog, no_new_privs=True)
     return {"HOME": home}
 
 
-def exec_process(spec: Spec, err_fd: int, cwd: str, env: list[str],
-                 user_override: str | None = None, seccomp_prog: bytes | None = None
-                 ) -> NoReturn:
+def exec_process(
+    spec: Spec,
+    err_fd: int,
+    cwd: str,
+    env: list[str],
+    user_override: str | None = None,
+    seccomp_prog: bytes | None = None,
+) -> NoReturn:
     """Common tail of init and exec: identity, capabilities, seccomp, cwd, execve."""
     args = spec["process"]["args"]
     try:
@@ -109,8 +127,11 @@ def exec_process(spec: Spec, err_fd: int, cwd: str, env: list[str],
         fail(err_fd, EXIT_RUNTIME, f"cannot change to working directory {cwd}: {e.strerror}")
     exe, code = find_executable(args[0], envd.get("PATH", DEFAULT_PATH))
     if exe is None:
-        what = "permission denied" if code == EXIT_CANNOT_EXEC else \
-            "executable file not found in $PATH"
+        what = (
+            "permission denied"
+            if code == EXIT_CANNOT_EXEC
+            else "executable file not found in $PATH"
+        )
         fail(err_fd, code, f'exec: "{args[0]}": {what}')
     reset_signals()
     try:
@@ -119,8 +140,9 @@ def exec_process(spec: Spec, err_fd: int, cwd: str, env: list[str],
         fail(err_fd, EXIT_CANNOT_EXEC, f'exec: "{args[0]}": {e.strerror}')
 
 
-def container_init(spec: Spec, err_fd: int, go_fd: int = -1,
-                   seccomp_prog: bytes | None = None) -> NoReturn:
+def container_init(
+    spec: Spec, err_fd: int, go_fd: int = -1, seccomp_prog: bytes | None = None
+) -> NoReturn:
     """Pid 1 of the container: build its world from the spec, then exec.
 
     Everything it needs is imported at module load: after pivot_root the

@@ -27,13 +27,12 @@ def write_id_maps(pid: int, spec: Spec) -> None:
 
 
 def uses_userns(spec: Spec) -> bool:
-    return any(ns["type"] == "user" and not ns.get("path")
-               for ns in spec["linux"]["namespaces"])
+    return any(ns["type"] == "user" and not ns.get("path") for ns in spec["linux"]["namespaces"])
 
 
-def plan(spec: Spec, host_setup: Callable[[int], None] | None = None
-         ) -> tuple[Callable[[], None], Callable[[int], None] | None,
-                    Callable[[int], None] | None]:
+def plan(
+    spec: Spec, host_setup: Callable[[int], None] | None = None
+) -> tuple[Callable[[], None], Callable[[int], None] | None, Callable[[int], None] | None]:
     """(prepare, userns_setup, host_setup) for `process.spawn`."""
     namespaces = spec["linux"]["namespaces"]
     if uses_userns(spec):

@@ -89,7 +89,7 @@ class HashingWriter(io.RawIOBase):
 
     @property
     def digest(self) -> str:
-        """"sha256:<hex>" of everything written so far."""
+        """ "sha256:<hex>" of everything written so far."""
         return "sha256:" + self._h.hexdigest()
 
 
@@ -141,7 +141,7 @@ _Z64 = b"\x00" * 64
 _Z167 = b"\x00" * 167
 _ZBLOCK = b"\x00" * 512
 _REG, _LNK, _SYM, _CHR, _BLK, _DIR, _FIFO = b"0", b"1", b"2", b"3", b"4", b"5", b"6"
-_MAX7, _MAX11 = 8 ** 7, 8 ** 11
+_MAX7, _MAX11 = 8**7, 8**11
 
 
 def _pax_record(key: bytes, value: bytes) -> bytes:
@@ -155,19 +155,47 @@ def _pax_record(key: bytes, value: bytes) -> bytes:
     return b"%d %s=%s\n" % (p, key, value)
 
 
-def _ustar(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, typ: bytes,
-           link: bytes, dev: bytes) -> bytes:
-    block = b"".join((name.ljust(100, b"\x00"), _NUMS % (mode & 0o7777, uid, gid, size, mtime),
-                      b"        ", typ, link.ljust(100, b"\x00"), _MAGIC, _Z64, dev or _Z16,
-                      _Z167))
+def _ustar(
+    name: bytes,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime: int,
+    typ: bytes,
+    link: bytes,
+    dev: bytes,
+) -> bytes:
+    block = b"".join(
+        (
+            name.ljust(100, b"\x00"),
+            _NUMS % (mode & 0o7777, uid, gid, size, mtime),
+            b"        ",
+            typ,
+            link.ljust(100, b"\x00"),
+            _MAGIC,
+            _Z64,
+            dev or _Z16,
+            _Z167,
+        )
+    )
     # the byte sum; of an ASCII block (< 65521) adler32's low half minus one, in C
     chk = (_adler32(block) & 0xFFFF) - 1 if block.isascii() else sum(block)
     return b"%s%06o\x00 %s" % (block[:148], chk, block[156:])
 
 
-def _header(name: str, mode: int, uid: int, gid: int, size: int, mtime: int, typ: bytes,
-            link: str = "", dev: tuple[int, int] | None = None,
-            xattrs: list[tuple[str, bytes]] | None = None) -> bytes:
+def _header(
+    name: str,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime: int,
+    typ: bytes,
+    link: str = "",
+    dev: tuple[int, int] | None = None,
+    xattrs: list[tuple[str, bytes]] | None = None,
+) -> bytes:
     """One entry's header blocks, exactly as tarfile's PAX_FORMAT writes them."""
     nb = name.encode("utf-8", "surrogateescape")
     lb = link.encode("utf-8", "surrogateescape") if link else b""
@@ -217,7 +245,7 @@ def _is_utf8(b: bytes) -> bool:
 def _write_all(fd: int, data: Any) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 class _TarOut:
@@ -307,8 +335,11 @@ def _xattrs(src: int | str) -> list[tuple[str, bytes]]:
     names = os.listxattr(src, follow_symlinks=follow)
     if not names:
         return []
-    return [(n, os.getxattr(src, n, follow_symlinks=follow)) for n in sorted(names)
-            if not n.startswith(OVL_PREFIX)]
+    return [
+        (n, os.getxattr(src, n, follow_symlinks=follow))
+        for n in sorted(names)
+        if not n.startswith(OVL_PREFIX)
+    ]
 
 
 class _TarSink:
@@ -327,9 +358,17 @@ class _TarSink:
         name = f"{d}/{WH_PREFIX}{b}" if d else WH_PREFIX + b
         self.w.add(_header(name, 0o644, 0, 0, 0, self._mt(st), _REG))
 
-    def entry(self, rel: str, st: os.stat_result, dfd: int, name: str, fd: int,
-              xattrs: list[tuple[str, bytes]], data: str | None = None,
-              opaque: bool = False) -> None:
+    def entry(
+        self,
+        rel: str,
+        st: os.stat_result,
+        dfd: int,
+        name: str,
+        fd: int,
+        xattrs: list[tuple[str, bytes]],
+        data: str | None = None,
+        opaque: bool = False,
+    ) -> None:
         """One node: `fd` is open on it if it is a regular file; `data` is a metacopy's data."""
         m = st.st_mode
         w = self.w
@@ -342,33 +381,57 @@ class _TarSink:
                     return
                 self.inodes[key] = rel
             if data is None:
-                w.add(_header(rel, m, st.st_uid, st.st_gid, st.st_size, self._mt(st), _REG,
-                              xattrs=xattrs))
+                w.add(
+                    _header(
+                        rel, m, st.st_uid, st.st_gid, st.st_size, self._mt(st), _REG, xattrs=xattrs
+                    )
+                )
                 w.data(fd, st.st_size, rel)
                 return
             dfd2 = os.open(data, _O_READ)
             try:
                 size = os.fstat(dfd2).st_size
-                w.add(_header(rel, m, st.st_uid, st.st_gid, size, self._mt(st), _REG,
-                              xattrs=xattrs))
+                w.add(
+                    _header(rel, m, st.st_uid, st.st_gid, size, self._mt(st), _REG, xattrs=xattrs)
+                )
                 w.data(dfd2, size, rel)
             finally:
                 os.close(dfd2)
         elif stat.S_ISDIR(m):
-            w.add(_header(rel + "/", m, st.st_uid, st.st_gid, 0, self._mt(st), _DIR,
-                          xattrs=xattrs))
+            w.add(_header(rel + "/", m, st.st_uid, st.st_gid, 0, self._mt(st), _DIR, xattrs=xattrs))
             if opaque:
                 w.add(_header(f"{rel}/{WH_OPAQUE}", 0o644, 0, 0, 0, self._mt(st), _REG))
         elif stat.S_ISLNK(m):
-            w.add(_header(rel, m, st.st_uid, st.st_gid, 0, self._mt(st), _SYM,
-                          os.readlink(name, dir_fd=dfd), xattrs=xattrs))
+            w.add(
+                _header(
+                    rel,
+                    m,
+                    st.st_uid,
+                    st.st_gid,
+                    0,
+                    self._mt(st),
+                    _SYM,
+                    os.readlink(name, dir_fd=dfd),
+                    xattrs=xattrs,
+                )
+            )
         elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
             dev = (os.major(st.st_rdev), os.minor(st.st_rdev))
-            w.add(_header(rel, m, st.st_uid, st.st_gid, 0, self._mt(st),
-                          _CHR if stat.S_ISCHR(m) else _BLK, dev=dev, xattrs=xattrs))
+            w.add(
+                _header(
+                    rel,
+                    m,
+                    st.st_uid,
+                    st.st_gid,
+                    0,
+                    self._mt(st),
+                    _CHR if stat.S_ISCHR(m) else _BLK,
+                    dev=dev,
+                    xattrs=xattrs,
+                )
+            )
         elif stat.S_ISFIFO(m):
-            w.add(_header(rel, m, st.st_uid, st.st_gid, 0, self._mt(st), _FIFO,
-                          xattrs=xattrs))
+            w.add(_header(rel, m, st.st_uid, st.st_gid, 0, self._mt(st), _FIFO, xattrs=xattrs))
         # sockets are left out, as docker and tar do
 
     def close(self) -> None:
@@ -438,8 +501,11 @@ def write_tree(tree: str, out: BinaryIO, *, mtime: int | None = None) -> None:
                     os.close(fd)
             elif stat.S_ISDIR(m):
                 mt = mtime if mtime is not None else st.st_mtime_ns // 1_000_000_000
-                w.add(_header(rel + "/", m, st.st_uid, st.st_gid, 0, mt, _DIR,
-                              xattrs=_xattrs(proc + name)))
+                w.add(
+                    _header(
+                        rel + "/", m, st.st_uid, st.st_gid, 0, mt, _DIR, xattrs=_xattrs(proc + name)
+                    )
+                )
                 subs.append((name, rel + "/"))
             else:
                 sink.entry(rel, st, dfd, name, -1, _xattrs(proc + name))
@@ -477,8 +543,9 @@ def _norm(path: str) -> str:
 class _Overlay:
     """An overlay upper dir and its lower dirs (top first), read as the kernel would."""
 
-    def __init__(self, upper: str, lowers: Iterable[str], exclude: Iterable[str],
-                 sink: Any) -> None:
+    def __init__(
+        self, upper: str, lowers: Iterable[str], exclude: Iterable[str], sink: Any
+    ) -> None:
         self.upper = upper
         self.lowers = [os.path.abspath(p) for p in lowers]
         self.exclude = {_norm(p) for p in exclude} - {""}
@@ -575,8 +642,9 @@ class _Overlay:
 
     # the walk
 
-    def _node(self, dfd: int, name: str, proc: str
-              ) -> tuple[os.stat_result, int, list[tuple[str, bytes]], dict[str, bytes]]:
+    def _node(
+        self, dfd: int, name: str, proc: str
+    ) -> tuple[os.stat_result, int, list[tuple[str, bytes]], dict[str, bytes]]:
         """lstat, an fd if a regular file (caller closes), xattrs, overlay xattrs."""
         st = os.lstat(name, dir_fd=dfd)
         fd = -1
@@ -602,8 +670,9 @@ class _Overlay:
             raise
         return st, fd, xattrs, ovl
 
-    def visit(self, dfd: int, ctx: tuple[str, str | None, list[str] | None]
-              ) -> list[tuple[str | None, Any]]:
+    def visit(
+        self, dfd: int, ctx: tuple[str, str | None, list[str] | None]
+    ) -> list[tuple[str | None, Any]]:
         """ctx: (path prefix, lower path prefix or None, merged lower dirs or None).
         With merged lower dirs, the directory is shown whole (a redirected subtree)."""
         prefix, lp, merged = ctx
@@ -629,15 +698,16 @@ class _Overlay:
                         subs.append((name, (rel + "/", None, None)))
                     elif OVL_REDIRECT in ovl:
                         self._need_lowers(rel, "a redirected directory")
-                        src = self._resolve(ovl[OVL_REDIRECT], prefix if lp is None else lp,
-                                            rel)
-                        sink.entry(rel, st, dfd, name, fd, xattrs,
-                                   opaque=bool(self.lower_dirs(rel)))
+                        src = self._resolve(ovl[OVL_REDIRECT], prefix if lp is None else lp, rel)
+                        sink.entry(
+                            rel, st, dfd, name, fd, xattrs, opaque=bool(self.lower_dirs(rel))
+                        )
                         subs.append((name, (rel + "/", src + "/", self.lower_dirs(src))))
                     else:
                         sink.entry(rel, st, dfd, name, fd, xattrs)
-                        subs.append((name, (rel + "/", None if lp is None else lp + name + "/",
-                                            None)))
+                        subs.append(
+                            (name, (rel + "/", None if lp is None else lp + name + "/", None))
+                        )
                 else:
                     data = None
                     if fd >= 0 and OVL_METACOPY in ovl:
@@ -648,8 +718,9 @@ class _Overlay:
                     os.close(fd)
         return subs
 
-    def _visit_merged(self, dfd: int, prefix: str, lp: str, lower_dirs: list[str]
-                      ) -> list[tuple[str | None, Any]]:
+    def _visit_merged(
+        self, dfd: int, prefix: str, lp: str, lower_dirs: list[str]
+    ) -> list[tuple[str | None, Any]]:
         """Everything visible in a directory of a redirected subtree: the upper's
         entries over the lower dirs' (no whiteouts needed: the new path is opaque
         or absent from the lowers)."""
@@ -709,8 +780,9 @@ class _Overlay:
             os.close(root)
 
 
-def write_changeset(upper: str, out: BinaryIO, *, lowers: Iterable[str] = (),
-                    exclude: Iterable[str] = ()) -> None:
+def write_changeset(
+    upper: str, out: BinaryIO, *, lowers: Iterable[str] = (), exclude: Iterable[str] = ()
+) -> None:
     """Write the OCI changeset of overlay upper dir `upper` to `out` (PAX, deterministic).
 
     - a whiteout (char device 0/0) becomes an empty `.wh.<name>` (mode 0644,
@@ -751,16 +823,26 @@ class _ChangesSink:
     def whiteout(self, rel: str, st: os.stat_result) -> None:
         self.kinds[rel] = "D"
 
-    def entry(self, rel: str, st: os.stat_result, dfd: int, name: str, fd: int,
-              xattrs: Any, data: str | None = None, opaque: bool = False) -> None:
+    def entry(
+        self,
+        rel: str,
+        st: os.stat_result,
+        dfd: int,
+        name: str,
+        fd: int,
+        xattrs: Any,
+        data: str | None = None,
+        opaque: bool = False,
+    ) -> None:
         assert self.ov is not None
         self.kinds[rel] = "C" if self.ov.lower_find(rel) is not None else "A"
         if opaque:
             self.opaque.append(rel)
 
 
-def changes(upper: str, *, lowers: Iterable[str] = (), exclude: Iterable[str] = ()
-            ) -> list[tuple[str, str]]:
+def changes(
+    upper: str, *, lowers: Iterable[str] = (), exclude: Iterable[str] = ()
+) -> list[tuple[str, str]]:
     """`docker diff` of overlay upper dir `upper`: [(kind, "/path")] sorted by path.
 
     D: a whiteout, or (below an opaque directory) a lower entry not re-created;
@@ -779,8 +861,11 @@ def changes(upper: str, *, lowers: Iterable[str] = (), exclude: Iterable[str] = 
         for d in ov.lower_dirs(rel):
             for name in os.listdir(d):
                 child = f"{rel}/{name}"
-                if name not in seen and child not in kinds \
-                        and not _is_whiteout(os.lstat(f"{d}/{name}")):
+                if (
+                    name not in seen
+                    and child not in kinds
+                    and not _is_whiteout(os.lstat(f"{d}/{name}"))
+                ):
                     kinds[child] = "D"
                 seen.add(name)
     for rel in list(kinds):
@@ -811,7 +896,7 @@ def _copy_member(tf: Any, size: int, fd: int, ap: _Applier) -> None:
                 ap.fail("unexpected end of data")
             n = len(chunk)
             if n > left - (want - size):  # the tail of this chunk is padding
-                chunk = memoryview(chunk)[:max(0, left - (want - size))]
+                chunk = memoryview(chunk)[: max(0, left - (want - size))]
             if chunk:
                 _write_all(fd, chunk)
             left -= n
@@ -819,7 +904,7 @@ def _copy_member(tf: Any, size: int, fd: int, ap: _Applier) -> None:
     # Large data: take what tarfile's stream has buffered, then read the source
     # directly into one reused buffer (tarfile would join and slice 10 KiB reads).
     head = s.buf[:want]
-    s.buf = s.buf[len(head):]
+    s.buf = s.buf[len(head) :]
     _write_all(fd, memoryview(head)[:size])
     done = len(head)
     raw = s.fileobj
@@ -838,7 +923,7 @@ def _copy_member(tf: Any, size: int, fd: int, ap: _Applier) -> None:
             ap.fail("unexpected end of data")
         data_end = min(done + got, size)
         if data_end > done:
-            _write_all(fd, view[:data_end - done])
+            _write_all(fd, view[: data_end - done])
         done += got
     s.pos += want
 
@@ -889,8 +974,9 @@ def _fast_tarinfo() -> Any:
         def frombuf(cls, buf: bytes, encoding: str, errors: str) -> Any:
             if len(buf) != 512 or buf[345] or buf[156:157] not in simple:
                 return super().frombuf(buf, encoding, errors)
-            (name, mode, uid, gid, size, mtime, chk, typ, link, _magic, major, minor,
-             _prefix) = unpack(buf)
+            (name, mode, uid, gid, size, mtime, chk, typ, link, _magic, major, minor, _prefix) = (
+                unpack(buf)
+            )
             try:
                 obj = cls()
                 obj.mode = int(mode, 8)
@@ -923,8 +1009,7 @@ def _fast_tarinfo() -> Any:
             try:
                 obj = cls.frombuf(buf, tf.encoding, tf.errors)
             except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as e:
-                raise LayerError(f"invalid tar header at byte {s.tell() - len(buf)}: {e}"
-                                 ) from None
+                raise LayerError(f"invalid tar header at byte {s.tell() - len(buf)}: {e}") from None
             obj.offset = s.tell() - 512
             if obj.type not in simple:
                 return obj._proc_member(tf)
@@ -1041,8 +1126,7 @@ class _Applier:
 
     @staticmethod
     def times(m: Any) -> tuple[int, int]:
-        mt = int(m.mtime * 1_000_000_000) if isinstance(m.mtime, float) \
-            else m.mtime * 1_000_000_000
+        mt = int(m.mtime * 1_000_000_000) if isinstance(m.mtime, float) else m.mtime * 1_000_000_000
         at = m.pax_headers.get("atime")
         if at is not None:
             try:
@@ -1058,8 +1142,9 @@ class _Applier:
             for k, v in m.pax_headers.items():
                 if k.startswith("SCHILY.xattr."):
                     n = k[13:]
-                    if n.startswith(OVL_PREFIX) or (n.startswith("security.")
-                                                    and n != "security.capability"):
+                    if n.startswith(OVL_PREFIX) or (
+                        n.startswith("security.") and n != "security.capability"
+                    ):
                         continue
                     out.append((n, v.encode("utf-8", "surrogateescape")))
         return out
@@ -1095,8 +1180,15 @@ class _Applier:
             self.evict()
         name = self.name = m.name
         t = m.type
-        if t in _REGULAR and "/." not in name and "//" not in name and name[:1] not in "/." \
-                and name[-1:] != "/" and "\x00" not in name and m.sparse is None:
+        if (
+            t in _REGULAR
+            and "/." not in name
+            and "//" not in name
+            and name[:1] not in "/."
+            and name[-1:] != "/"
+            and "\x00" not in name
+            and m.sparse is None
+        ):
             # the common case: a regular file at a plain relative path (no '.', '..',
             # '' or .wh.* component: no component starts with a dot)
             pkey, _, base = name.rpartition("/")
@@ -1243,7 +1335,7 @@ class _Applier:
             return
         if base.startswith(WH_META_PREFIX):
             return  # other aufs metadata (.wh..wh.aufs, .wh..wh.plnk): skipped
-        target = base[len(WH_PREFIX):]
+        target = base[len(WH_PREFIX) :]
         if not target:
             self.fail("bare whiteout name '.wh.'")
         if target in (".", ".."):

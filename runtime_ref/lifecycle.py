@@ -42,14 +42,23 @@ def running_state(store: Store, cid: str) -> dict[str, Any]:
     return st
 
 
-def exec_in(store: Store, cid: str, args: list[str], env: list[str], workdir: str | None,
-            user: str | None, detach: bool = False, interactive: bool = False) -> int:
+def exec_in(
+    store: Store,
+    cid: str,
+    args: list[str],
+    env: list[str],
+    workdir: str | None,
+    user: str | None,
+    detach: bool = False,
+    interactive: bool = False,
+) -> int:
     """Run `args` inside a running container: same namespaces, cgroup, rootfs and env."""
     if not args:
         raise UsageError("exec needs a command to run")
     if workdir is not None and not workdir.startswith("/"):
-        raise UsageError(f"the working directory '{workdir}' is invalid, it needs to be an "
-                         "absolute path")
+        raise UsageError(
+            f"the working directory '{workdir}' is invalid, it needs to be an absolute path"
+        )
     from .init import exec_process
 
     cfg = store.config(cid)
@@ -66,9 +75,12 @@ def exec_in(store: Store, cid: str, args: list[str], env: list[str], workdir: st
     stdio = (0 if interactive else null, null if detach else 1, null if detach else 2)
     try:
         prog = monitor.seccomp_program(store, spec)
-        started = process.spawn(stdio, containers.cgroup_of(cfg).procs_files(), prepare,
-                                lambda fd, _go: exec_process(spec, fd, cwd, env_all, user,
-                                                             seccomp_prog=prog))
+        started = process.spawn(
+            stdio,
+            containers.cgroup_of(cfg).procs_files(),
+            prepare,
+            lambda fd, _go: exec_process(spec, fd, cwd, env_all, user, seccomp_prog=prog),
+        )
     finally:
         for fd in ns_fds:
             os.close(fd)
@@ -77,8 +89,9 @@ def exec_in(store: Store, cid: str, args: list[str], env: list[str], workdir: st
         if started.pid:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(started.pid, 0)
-        raise RrefError(str(started.error.get("message")),
-                        int(started.error.get("code", EXIT_RUNTIME)))  # type: ignore[call-overload]
+        raise RrefError(
+            str(started.error.get("message")), int(started.error.get("code", EXIT_RUNTIME))
+        )  # type: ignore[call-overload]
     label = f"exec_start: {' '.join(args)}"
     events.emit(store.root, label, cid, containers.event_attrs(cfg))
     if detach:
@@ -119,8 +132,7 @@ def stop(store: Store, cid: str, timeout: float = 10, sig: int = signal.SIGTERM)
 
 def kill(store: Store, cid: str, sig: int = signal.SIGKILL) -> None:
     st = running_state(store, cid)
-    events.emit(store.root, "kill", cid,
-                containers.event_attrs(store.config(cid), signal=sig))
+    events.emit(store.root, "kill", cid, containers.event_attrs(store.config(cid), signal=sig))
     if not procinfo.signal_process(st["Pid"], st.get("PidStart", 0), sig):
         raise RrefError(f"container {cid[:12]} is not running", EXIT_FAILED)
     if sig == signal.SIGKILL:
@@ -196,8 +208,9 @@ def wait(store: Store, cid: str) -> int:
         _wait_recorded(store, cid, 10)
 
 
-def logs(store: Store, cid: str, follow: bool = False, timestamps: bool = False,
-         tail: int | None = None) -> None:
+def logs(
+    store: Store, cid: str, follow: bool = False, timestamps: bool = False, tail: int | None = None
+) -> None:
     path = store.config(cid)["LogPath"]
     out, err = sys.stdout.buffer, sys.stderr.buffer
     pos = 0

@@ -8,11 +8,32 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3,
-          "gb": 1024**3, "t": 1024**4, "tb": 1024**4}
-FLAGS = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_period", "cpu_quota",
-         "cpu_shares", "cpuset_cpus", "cpuset_mems", "pids_limit", "blkio_weight",
-         "oom_kill_disable")
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "t": 1024**4,
+    "tb": 1024**4,
+}
+FLAGS = (
+    "memory",
+    "memory_swap",
+    "memory_reservation",
+    "cpus",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_shares",
+    "cpuset_cpus",
+    "cpuset_mems",
+    "pids_limit",
+    "blkio_weight",
+    "oom_kill_disable",
+)
 
 
 def parse_bytes(text: str, flag: str) -> int:
@@ -21,7 +42,7 @@ def parse_bytes(text: str, flag: str) -> int:
     if t == "-1":
         return -1
     num = t.rstrip("kmgtb")
-    unit = t[len(num):]
+    unit = t[len(num) :]
     try:
         value = float(num)
     except ValueError:
@@ -47,8 +68,9 @@ def build(flags: dict[str, Any]) -> dict[str, Any]:
     if flags.get("memory_swap") is not None:
         mem["swap"] = parse_bytes(flags["memory_swap"], "memory-swap")
         if "limit" not in mem:
-            raise UsageError("you should always set the memory limit when using the "
-                             "memoryswap limit, see usage")
+            raise UsageError(
+                "you should always set the memory limit when using the memoryswap limit, see usage"
+            )
     if flags.get("memory_reservation") is not None:
         mem["reservation"] = parse_bytes(flags["memory_reservation"], "memory-reservation")
     if flags.get("oom_kill_disable"):
@@ -64,14 +86,16 @@ def build(flags: dict[str, Any]) -> dict[str, Any]:
         if cpus <= 0:
             raise UsageError(f"invalid value {flags['cpus']!r} for --cpus: must be positive")
         if flags.get("cpu_quota") is not None or flags.get("cpu_period") is not None:
-            raise UsageError("conflicting options: Nano CPUs and CPU Period/Quota cannot both "
-                             "be set")
+            raise UsageError(
+                "conflicting options: Nano CPUs and CPU Period/Quota cannot both be set"
+            )
         import os
 
         n = os.cpu_count() or 1
         if cpus > n:
-            raise UsageError(f"range of CPUs is from 0.01 to {n}.00, as there are only {n} "
-                             "CPUs available")
+            raise UsageError(
+                f"range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available"
+            )
         cpu["period"] = 100000
         cpu["quota"] = int(cpus * 100000)
     if flags.get("cpu_period") is not None:

@@ -24,8 +24,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2, signal.SIGWINCH)
+FORWARDED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
 
 
 class LogWriter:
@@ -52,12 +59,17 @@ class LogWriter:
 
     @staticmethod
     def _entry(chunk: bytes, stream: str, t: str) -> bytes:
-        return json.dumps({"log": chunk.decode(errors="replace"), "stream": stream,
-                           "time": t}).encode() + b"\n"
+        return (
+            json.dumps(
+                {"log": chunk.decode(errors="replace"), "stream": stream, "time": t}
+            ).encode()
+            + b"\n"
+        )
 
 
-def supervise(store: Store, cid: str, foreground: bool, stdin_fd: int | None,
-              notify_fd: int | None = None) -> int:
+def supervise(
+    store: Store, cid: str, foreground: bool, stdin_fd: int | None, notify_fd: int | None = None
+) -> int:
     """Run the container to completion; return docker's exit code for it."""
 
     cfg = store.config(cid)
@@ -91,12 +103,18 @@ def supervise(store: Store, cid: str, foreground: bool, stdin_fd: int | None,
         net_setup, proxies = _network(store, cid, cfg)
         prepare, userns_setup, host_setup = launch.plan(spec, net_setup)
         prog = seccomp_program(store, spec)
-        started = process.spawn((stdin, out_w, err_w), cg.procs_files(), prepare,
-                                lambda fd, go: container_init(spec, fd, go, prog),
-                                userns_setup=userns_setup, host_setup=host_setup)
+        started = process.spawn(
+            (stdin, out_w, err_w),
+            cg.procs_files(),
+            prepare,
+            lambda fd, go: container_init(spec, fd, go, prog),
+            userns_setup=userns_setup,
+            host_setup=host_setup,
+        )
     except (OSError, RrefError) as e:
-        started = process.Started(0, {"code": EXIT_RUNTIME,
-                                      "message": f"cannot start container: {e}"})
+        started = process.Started(
+            0, {"code": EXIT_RUNTIME, "message": f"cannot start container: {e}"}
+        )
         proxies = []
     finally:
         os.close(out_w)
@@ -118,10 +136,20 @@ def supervise(store: Store, cid: str, foreground: bool, stdin_fd: int | None,
         raise RrefError(msg, code)
     pid = started.pid
     target["pid"] = pid
-    store.update_state(cid, Status="running", Running=True, Pid=pid,
-                       PidStart=procinfo.start_time(pid), MonitorPid=os.getpid(),
-                       MonitorStart=procinfo.start_time(os.getpid()), ExitCode=0, Error="",
-                       StartedAt=now_iso(), FinishedAt=containers.ZERO_TIME, OOMKilled=False)
+    store.update_state(
+        cid,
+        Status="running",
+        Running=True,
+        Pid=pid,
+        PidStart=procinfo.start_time(pid),
+        MonitorPid=os.getpid(),
+        MonitorStart=procinfo.start_time(os.getpid()),
+        ExitCode=0,
+        Error="",
+        StartedAt=now_iso(),
+        FinishedAt=containers.ZERO_TIME,
+        OOMKilled=False,
+    )
     events.emit(store.root, "start", cid, containers.event_attrs(cfg))
     _notify(notify_fd, {"pid": pid})
     for sig in pending:
@@ -162,8 +190,9 @@ def _network(store: Store, cid: str, cfg: dict[str, Any]) -> tuple[Any, list[Any
     try:
         for key, binds in cfg["HostConfig"].get("PortBindings", {}).items():
             for b in binds:
-                px = PortProxy(b["HostIp"], int(b["HostPort"] or 0), address,
-                               int(key.split("/")[0]))
+                px = PortProxy(
+                    b["HostIp"], int(b["HostPort"] or 0), address, int(key.split("/")[0])
+                )
                 port = px.listen()
                 proxies.append(px)
                 ports.setdefault(key, []).append({"HostIp": b["HostIp"], "HostPort": str(port)})
@@ -183,8 +212,14 @@ def _network(store: Store, cid: str, cfg: dict[str, Any]) -> tuple[Any, list[Any
     return setup, proxies
 
 
-def _pump(pid: int, out_r: int, err_r: int, log: LogWriter, foreground: bool,
-          proxies: list[Any] | None = None) -> int:
+def _pump(
+    pid: int,
+    out_r: int,
+    err_r: int,
+    log: LogWriter,
+    foreground: bool,
+    proxies: list[Any] | None = None,
+) -> int:
     """Copy output to the log (and terminal) and serve published ports until the end."""
     proxies = proxies or []
     streams = {out_r: "stdout", err_r: "stderr"}
@@ -242,8 +277,18 @@ def _finish(store: Store, cid: str, cfg: dict[str, Any], code: int, error: str) 
     if oom:
         events.emit(store.root, "oom", cid, attrs)
     events.emit(store.root, "die", cid, {**attrs, "exitCode": code})
-    store.update_state(cid, Status="exited", Running=False, Paused=False, Pid=0, PidStart=0,
-                       ExitCode=code, Error=error, FinishedAt=now_iso(), OOMKilled=oom)
+    store.update_state(
+        cid,
+        Status="exited",
+        Running=False,
+        Paused=False,
+        Pid=0,
+        PidStart=0,
+        ExitCode=code,
+        Error=error,
+        FinishedAt=now_iso(),
+        OOMKilled=oom,
+    )
     if cfg.get("HostConfig", {}).get("AutoRemove"):
         with contextlib.suppress(RrefError, OSError):
             containers.remove(store, cid, force=True)
@@ -286,5 +331,7 @@ def start_detached(store: Store, cid: str) -> int:
         msg = {}
     if "pid" in msg:
         return int(msg["pid"])
-    raise RrefError(msg.get("message", "container monitor died before the container started"),
-                    int(msg.get("code", EXIT_RUNTIME)))
+    raise RrefError(
+        msg.get("message", "container monitor died before the container started"),
+        int(msg.get("code", EXIT_RUNTIME)),
+    )

@@ -90,13 +90,14 @@ def mac_for(address: str) -> str:
 
 
 def _check_ifname(name: str, what: str = "bridge") -> str:
-    if not name or len(name) > IFNAMSIZ or any(c in name for c in "/: \t\n") or name in (
-            ".", ".."):
-        raise NetworkError(f"invalid {what} name {name!r}: 1-{IFNAMSIZ} characters, no '/', "
-                           "':' or spaces")
+    if not name or len(name) > IFNAMSIZ or any(c in name for c in "/: \t\n") or name in (".", ".."):
+        raise NetworkError(
+            f"invalid {what} name {name!r}: 1-{IFNAMSIZ} characters, no '/', ':' or spaces"
+        )
     if "rref" not in name:
-        raise NetworkError(f"invalid {what} name {name!r}: rref only manages interfaces whose "
-                           "name contains 'rref'")
+        raise NetworkError(
+            f"invalid {what} name {name!r}: rref only manages interfaces whose name contains 'rref'"
+        )
     return name
 
 
@@ -184,8 +185,10 @@ def _ipv4_addrs(ipr: IPRoute, index: int | None = None) -> list[tuple[str, int, 
     import socket
 
     kw = {"index": index} if index is not None else {}
-    return [(m.get("IFA_ADDRESS") or m.get("IFA_LOCAL"), m["prefixlen"], m["index"])
-            for m in ipr.get_addr(family=socket.AF_INET, **kw)]
+    return [
+        (m.get("IFA_ADDRESS") or m.get("IFA_LOCAL"), m["prefixlen"], m["index"])
+        for m in ipr.get_addr(family=socket.AF_INET, **kw)
+    ]
 
 
 @contextlib.contextmanager
@@ -244,8 +247,10 @@ class Bridge:
         addrs = _ipv4_addrs(ipr, msg["index"])
         for addr, plen, _ in addrs:
             if (addr, plen) != (self.gateway, self.prefixlen):
-                raise NetworkError(f"bridge {self.name} has address {addr}/{plen}, "
-                                   f"not {self.gateway}/{self.prefixlen}")
+                raise NetworkError(
+                    f"bridge {self.name} has address {addr}/{plen}, "
+                    f"not {self.gateway}/{self.prefixlen}"
+                )
         if not addrs or not msg["flags"] & 1:  # IFF_UP
             return None
         return msg["index"]
@@ -256,10 +261,12 @@ class Bridge:
         msg = _get_link(ipr, self.name)
         own_index = msg["index"] if msg is not None else None
         for addr, plen, index in _ipv4_addrs(ipr):
-            if index != own_index and ipaddress.ip_network(f"{addr}/{plen}",
-                                                           strict=False).overlaps(self.network):
-                raise NetworkError(f"subnet {self.subnet} overlaps {addr}/{plen} on "
-                                   f"{_ifname(ipr, index)}")
+            if index != own_index and ipaddress.ip_network(f"{addr}/{plen}", strict=False).overlaps(
+                self.network
+            ):
+                raise NetworkError(
+                    f"subnet {self.subnet} overlaps {addr}/{plen} on {_ifname(ipr, index)}"
+                )
         try:
             if msg is None:
                 ipr.link("add", ifname=self.name, kind="bridge", address=mac_for(self.gateway))
@@ -292,8 +299,9 @@ def _ports(ipr: IPRoute, name: str) -> list[str]:
     msg = _get_link(ipr, name)
     if msg is None:
         return []
-    return sorted(m.get("IFLA_IFNAME") for m in ipr.get_links()
-                  if m.get("IFLA_MASTER") == msg["index"])
+    return sorted(
+        m.get("IFLA_IFNAME") for m in ipr.get_links() if m.get("IFLA_MASTER") == msg["index"]
+    )
 
 
 def remove_bridge(name: str, force: bool = False, state_dir: str | None = None) -> None:
@@ -311,8 +319,9 @@ def remove_bridge(name: str, force: bool = False, state_dir: str | None = None) 
                 raise NetworkError(f"{name} is not a bridge")
             ports = _ports(ipr, name)
             if ports and not force:
-                raise NetworkError(f"bridge {name} still has {len(ports)} attached port(s): "
-                                   f"{', '.join(ports)}")
+                raise NetworkError(
+                    f"bridge {name} still has {len(ports)} attached port(s): {', '.join(ports)}"
+                )
             for port in ports:
                 if port.startswith("rref"):
                     _del_link(ipr, port)
@@ -373,8 +382,9 @@ class IPAM:
         except OSError as e:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise NetworkError(f"cannot write network state {self.path}: {e.strerror or e}") \
-                from None
+            raise NetworkError(
+                f"cannot write network state {self.path}: {e.strerror or e}"
+            ) from None
 
     def allocate(self, container_id: str) -> str:
         """The container's address: its existing one, or the next free one."""
@@ -386,8 +396,9 @@ class IPAM:
             allocs: dict[str, str] = data["allocations"]
             if data.get("subnet") not in (None, str(net)):
                 if allocs:
-                    raise NetworkError(f"network state {self.path} is for subnet "
-                                       f"{data['subnet']}, not {net}")
+                    raise NetworkError(
+                        f"network state {self.path} is for subnet {data['subnet']}, not {net}"
+                    )
                 data.pop("last", None)
             if container_id in allocs:
                 return allocs[container_id]
@@ -466,8 +477,14 @@ def _netns_inode(pid: int | str) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def attach(container_id: str, pid: int, bridge: Bridge | str = DEFAULT_BRIDGE,
-           state_dir: str = "/var/lib/rref", *, configure: bool = False) -> dict[str, Any]:
+def attach(
+    container_id: str,
+    pid: int,
+    bridge: Bridge | str = DEFAULT_BRIDGE,
+    state_dir: str = "/var/lib/rref",
+    *,
+    configure: bool = False,
+) -> dict[str, Any]:
     """Connect the network namespace of `pid` to `bridge`; return docker-style settings.
 
     Host side only by default: allocate an address, ensure the bridge, create
@@ -496,12 +513,20 @@ def attach(container_id: str, pid: int, bridge: Bridge | str = DEFAULT_BRIDGE,
         with _iproute() as ipr:
             index = br.ensure(ipr)
             try:
-                ipr.link("add", ifname=host, kind="veth", master=index, state="up",
-                         peer={"ifname": tmp, "net_ns_pid": pid, "address": mac})
+                ipr.link(
+                    "add",
+                    ifname=host,
+                    kind="veth",
+                    master=index,
+                    state="up",
+                    peer={"ifname": tmp, "net_ns_pid": pid, "address": mac},
+                )
             except NetlinkError as e:
                 if e.code == errno.EEXIST:
-                    raise NetworkError(f"cannot attach container {container_id[:12]}: {host} "
-                                       "already exists (attached twice?)") from None
+                    raise NetworkError(
+                        f"cannot attach container {container_id[:12]}: {host} "
+                        "already exists (attached twice?)"
+                    ) from None
                 raise _fail(f"cannot create veth {host} for process {pid}", e) from None
             created = True
         if configure:
@@ -513,13 +538,20 @@ def attach(container_id: str, pid: int, bridge: Bridge | str = DEFAULT_BRIDGE,
         if had is None:
             ipam.free(container_id)
         raise
-    return {"IPAddress": address, "IPPrefixLen": br.prefixlen, "Gateway": br.gateway,
-            "MacAddress": mac, "HostVeth": host, "Bridge": br.name,
-            "PeerIfname": CONTAINER_IFNAME if configure else tmp}
+    return {
+        "IPAddress": address,
+        "IPPrefixLen": br.prefixlen,
+        "Gateway": br.gateway,
+        "MacAddress": mac,
+        "HostVeth": host,
+        "Bridge": br.name,
+        "PeerIfname": CONTAINER_IFNAME if configure else tmp,
+    }
 
 
-def detach(container_id: str, bridge: Bridge | str = DEFAULT_BRIDGE,
-           state_dir: str = "/var/lib/rref") -> None:
+def detach(
+    container_id: str, bridge: Bridge | str = DEFAULT_BRIDGE, state_dir: str = "/var/lib/rref"
+) -> None:
     """Delete the host-side veth if it still exists and free the address. Idempotent."""
     name = bridge.name if isinstance(bridge, Bridge) else bridge
     host = host_veth_name(container_id)
@@ -561,8 +593,7 @@ def configure_inside(ifname_tmp: str, address: str, prefixlen: int) -> None:
             ipr.link("set", index=index, state="up")
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
         except NetlinkError as e:
-            raise _fail(f"cannot configure {CONTAINER_IFNAME} ({address}/{prefixlen})", e) \
-                from None
+            raise _fail(f"cannot configure {CONTAINER_IFNAME} ({address}/{prefixlen})", e) from None
 
 
 def configure_netns(pid: int, ifname_tmp: str, address: str, prefixlen: int) -> None:

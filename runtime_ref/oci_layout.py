@@ -51,8 +51,10 @@ _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _SAFE = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 # Where entries may be: the layout's files, blobs/<alg>/<hex>, and docker-archive's
 # top-level <id>.json / <id>.tar plus legacy <id>/{layer.tar,json,VERSION}.
-_OCI_ALLOWED = re.compile(r"oci-layout|index\.json|manifest\.json|repositories"
-                          r"|blobs|blobs/[a-z0-9]+|blobs/[a-z0-9]+/[0-9a-f]{32,128}")
+_OCI_ALLOWED = re.compile(
+    r"oci-layout|index\.json|manifest\.json|repositories"
+    r"|blobs|blobs/[a-z0-9]+|blobs/[a-z0-9]+/[0-9a-f]{32,128}"
+)
 _ALLOWED = re.compile(rf"{_OCI_ALLOWED.pattern}|{_SAFE}|{_SAFE}/(?:layer\.tar|json|VERSION)")
 
 
@@ -66,8 +68,10 @@ class ArchiveError(RrefError):
 # -- references -------------------------------------------------------------
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_HOSTNAME = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*" \
-            r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+_HOSTNAME = (
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*"
+    r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+)
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 
 
@@ -83,14 +87,16 @@ def parse_ref(ref: str) -> tuple[str | None, str, str | None, str | None]:
         raise UsageError(f"invalid reference format: {ref!r}")
     host = None
     first, slash, remainder = rest.partition("/")
-    if slash and (first == "localhost" or first.startswith("[") or "." in first
-                  or ":" in first):
+    if slash and (first == "localhost" or first.startswith("[") or "." in first or ":" in first):
         if not re.fullmatch(_HOSTNAME, first):
             raise UsageError(f"invalid reference format: {ref!r}")
         host, rest = first, remainder
     repo, colon, tag = rest.rpartition(":") if ":" in rest else (rest, "", "")
-    if (not all(re.fullmatch(_COMPONENT, c) for c in repo.split("/")) or len(repo) > 255
-            or (colon and not re.fullmatch(_TAG, tag))):
+    if (
+        not all(re.fullmatch(_COMPONENT, c) for c in repo.split("/"))
+        or len(repo) > 255
+        or (colon and not re.fullmatch(_TAG, tag))
+    ):
         raise UsageError(f"invalid reference format: {ref!r}")
     return host, repo, tag or (None if digest else "latest"), digest or None
 
@@ -111,14 +117,25 @@ def short_name(name: str) -> str:
     if host in ("localhost", "docker.io", "index.docker.io"):
         host = None
         repo = repo.removeprefix("library/")
-    return ((f"{host}/" if host else "") + repo + (f":{tag}" if tag else "")
-            + (f"@{digest}" if digest else ""))
+    return (
+        (f"{host}/" if host else "")
+        + repo
+        + (f":{tag}" if tag else "")
+        + (f"@{digest}" if digest else "")
+    )
 
 
 def oci_arch() -> str:
     m = os.uname().machine
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
-            "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(m, m)
+    return {
+        "x86_64": "amd64",
+        "aarch64": "arm64",
+        "armv7l": "arm",
+        "i686": "386",
+        "ppc64le": "ppc64le",
+        "s390x": "s390x",
+        "riscv64": "riscv64",
+    }.get(m, m)
 
 
 def pick_platform(index: dict[str, Any], what: str) -> dict[str, Any]:
@@ -139,6 +156,7 @@ def _descriptors(doc: dict[str, Any], what: str) -> list[dict[str, Any]]:
 
 
 # -- descriptors and digests --------------------------------------------------
+
 
 def check_descriptor(d: Any, what: str) -> tuple[str, int]:
     """(digest, size) of a well-formed sha256 descriptor."""
@@ -169,8 +187,10 @@ def parse_manifest(raw: bytes, what: str) -> tuple[dict[str, Any], list[dict[str
     if mt in INDEX_TYPES or (mt is None and "manifests" in doc):
         raise ArchiveError(f"{what}: is an image index, not a manifest")
     if doc.get("schemaVersion") != 2 or mt not in (*MANIFEST_TYPES, None):
-        raise ArchiveError(f"{what}: unsupported manifest (schemaVersion "
-                           f"{doc.get('schemaVersion')!r}, mediaType {mt!r})")
+        raise ArchiveError(
+            f"{what}: unsupported manifest (schemaVersion "
+            f"{doc.get('schemaVersion')!r}, mediaType {mt!r})"
+        )
     config, layers = doc.get("config"), doc.get("layers")
     check_descriptor(config, f"{what} config")
     if not isinstance(layers, list):
@@ -185,8 +205,9 @@ def config_diff_ids(raw: bytes, what: str, nlayers: int | None) -> list[str]:
     cfg = parse_json(raw, what)
     rootfs = cfg.get("rootfs")
     ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    if not isinstance(ids, list) or not all(isinstance(i, str) and _DIGEST_RE.fullmatch(i)
-                                            for i in ids):
+    if not isinstance(ids, list) or not all(
+        isinstance(i, str) and _DIGEST_RE.fullmatch(i) for i in ids
+    ):
         raise ArchiveError(f"{what}: image config without valid rootfs.diff_ids")
     if nlayers is not None and len(ids) != nlayers:
         raise ArchiveError(f"{what}: config lists {len(ids)} layers, manifest has {nlayers}")
@@ -208,8 +229,9 @@ def hash_stream(f: IO[bytes], limit: int | None = None) -> tuple[str, int]:
 
 def verify(digest: str, size: int | None, got: str, n: int, what: str) -> None:
     if size is not None and n != size:
-        raise ArchiveError(f"{what}: blob {digest} has {n}{'+' if n > size else ''} bytes, "
-                           f"descriptor says {size}")
+        raise ArchiveError(
+            f"{what}: blob {digest} has {n}{'+' if n > size else ''} bytes, descriptor says {size}"
+        )
     if got != digest:
         raise ArchiveError(f"{what}: digest mismatch for blob {digest} (content is {got})")
 
@@ -247,17 +269,21 @@ def add_layer_blob(store: ImageStore, f: IO[bytes], diff_id: str, what: str) -> 
 
 # -- save -----------------------------------------------------------------------
 
+
 def _dumps(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def make_manifest(config_digest: str, config_size: int, layers: list[dict[str, Any]]
-                  ) -> bytes:
+def make_manifest(config_digest: str, config_size: int, layers: list[dict[str, Any]]) -> bytes:
     """An OCI image manifest (compact JSON bytes; its sha256 is the manifest digest)."""
-    return _dumps({"schemaVersion": 2, "mediaType": MT_MANIFEST,
-                   "config": {"mediaType": MT_CONFIG, "digest": config_digest,
-                              "size": config_size},
-                   "layers": layers})
+    return _dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MT_MANIFEST,
+            "config": {"mediaType": MT_CONFIG, "digest": config_digest, "size": config_size},
+            "layers": layers,
+        }
+    )
 
 
 def save(store: ImageStore, refs: list[str], out_path: str) -> None:
@@ -287,18 +313,20 @@ def save(store: ImageStore, refs: list[str], out_path: str) -> None:
         manifest = make_manifest(img.id, len(raw), layers)
         mdigest = sha256_of(manifest)
         blobs[mdigest] = (len(manifest), manifest)
-        desc: dict[str, Any] = {"mediaType": MT_MANIFEST, "digest": mdigest,
-                                "size": len(manifest)}
+        desc: dict[str, Any] = {"mediaType": MT_MANIFEST, "digest": mdigest, "size": len(manifest)}
         if named:
             full = full_name(name)
             desc["annotations"] = {ANN_REF_NAME: full, ANN_CONTAINERD_NAME: full}
         if img.config.get("os") and img.config.get("architecture"):
-            desc["platform"] = {"os": img.config["os"],
-                                "architecture": img.config["architecture"]}
+            desc["platform"] = {"os": img.config["os"], "architecture": img.config["architecture"]}
         index.append(desc)
-        legacy.append({"Config": f"blobs/sha256/{img.id[7:]}",
-                       "RepoTags": [full_name(name)] if named else None,
-                       "Layers": [f"blobs/sha256/{d['digest'][7:]}" for d in layers]})
+        legacy.append(
+            {
+                "Config": f"blobs/sha256/{img.id[7:]}",
+                "RepoTags": [full_name(name)] if named else None,
+                "Layers": [f"blobs/sha256/{d['digest'][7:]}" for d in layers],
+            }
+        )
     files = {
         "oci-layout": _dumps({"imageLayoutVersion": "1.0.0"}),
         "index.json": _dumps({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": index}),
@@ -358,6 +386,7 @@ def _add(tf: Any, name: str, size: int, data: str | bytes) -> None:
 
 # -- reading archives -----------------------------------------------------------
 
+
 class _Entry:
     """An archive entry: 'file', 'dir' or 'link' (with its in-archive target)."""
 
@@ -405,8 +434,7 @@ class Source:
 
         if link.startswith("/"):
             raise ArchiveError(f"unsafe link in image archive: {name} -> {link}")
-        target = posixpath.normpath(link if hard else posixpath.join(posixpath.dirname(name),
-                                                                     link))
+        target = posixpath.normpath(link if hard else posixpath.join(posixpath.dirname(name), link))
         if target == ".." or target.startswith("../"):
             raise ArchiveError(f"unsafe link in image archive: {name} -> {link}")
         return self._clean(target)
@@ -420,8 +448,10 @@ class Source:
             members = self.tar.getmembers()
         except tarfile.ReadError:
             self.close()
-            raise ArchiveError(f"cannot read image archive {path}: not a tar archive "
-                               "(plain or gzip/bzip2/xz-compressed) or a directory") from None
+            raise ArchiveError(
+                f"cannot read image archive {path}: not a tar archive "
+                "(plain or gzip/bzip2/xz-compressed) or a directory"
+            ) from None
         except (OSError, tarfile.TarError, EOFError) as e:
             self.close()
             raise ArchiveError(f"cannot read image archive {path}: {e}") from None
@@ -435,8 +465,9 @@ class Source:
                 elif m.isdir():
                     self.entries[name] = _Entry("dir")
                 elif m.issym() or m.islnk():
-                    self.entries[name] = _Entry("link", m,
-                                                self._link_target(name, m.linkname, m.islnk()))
+                    self.entries[name] = _Entry(
+                        "link", m, self._link_target(name, m.linkname, m.islnk())
+                    )
                 else:
                     raise ArchiveError(f"unexpected entry type in image archive: {m.name!r}")
         except BaseException:
@@ -449,9 +480,9 @@ class Source:
                 full = os.path.join(dirpath, n)
                 name = self._clean(os.path.relpath(full, top).replace(os.sep, "/"))
                 if os.path.islink(full):
-                    self.entries[name] = _Entry("link", None,
-                                                self._link_target(name, os.readlink(full),
-                                                                  False))
+                    self.entries[name] = _Entry(
+                        "link", None, self._link_target(name, os.readlink(full), False)
+                    )
                 elif os.path.isdir(full):
                     self.entries[name] = _Entry("dir")
                 elif os.path.isfile(full):
@@ -518,6 +549,7 @@ class Source:
 
 # -- load -----------------------------------------------------------------------
 
+
 class _Plan:
     """One image to load: its names, raw config, and (blob name, diff_id) per layer."""
 
@@ -545,8 +577,9 @@ def _plan_oci(src: Source) -> list[_Plan]:
     if src.has("oci-layout"):
         layout = parse_json(src.read_small("oci-layout", "oci-layout"), "oci-layout")
         if layout.get("imageLayoutVersion") != "1.0.0":
-            raise ArchiveError("oci-layout: unsupported imageLayoutVersion "
-                               f"{layout.get('imageLayoutVersion')!r}")
+            raise ArchiveError(
+                f"oci-layout: unsupported imageLayoutVersion {layout.get('imageLayoutVersion')!r}"
+            )
     index = parse_json(src.read_small("index.json", "index.json"), "index.json")
     arch, plans = oci_arch(), []
     descs = _descriptors(index, "index.json")
@@ -572,11 +605,17 @@ def _plan_oci(src: Source) -> list[_Plan]:
         for j, layer in enumerate(layers):
             digest, size = check_descriptor(layer, f"{what} layer {j}")
             if layer.get("mediaType") == MT_LAYER_ZSTD:
-                raise ArchiveError(f"{what} layer {j}: zstd-compressed layers are not "
-                                   "supported (use gzip)")
+                raise ArchiveError(
+                    f"{what} layer {j}: zstd-compressed layers are not supported (use gzip)"
+                )
             src.verify_blob(digest, size, f"{what} layer {j}")
-        plans.append(_Plan(names, raw, [(src.blob_name(layer["digest"]), diff_ids[j])
-                                        for j, layer in enumerate(layers)]))
+        plans.append(
+            _Plan(
+                names,
+                raw,
+                [(src.blob_name(layer["digest"]), diff_ids[j]) for j, layer in enumerate(layers)],
+            )
+        )
     if not plans:
         raise ArchiveError(f"index.json: no image for linux/{arch}")
     return plans
@@ -593,8 +632,12 @@ def _plan_docker(src: Source) -> list[_Plan]:
     plans = []
     for i, e in enumerate(entries):
         what = f"manifest.json image {i}"
-        if not isinstance(e, dict) or not isinstance(e.get("Config"), str) or not isinstance(
-                e.get("Layers"), list) or not all(isinstance(x, str) for x in e["Layers"]):
+        if (
+            not isinstance(e, dict)
+            or not isinstance(e.get("Config"), str)
+            or not isinstance(e.get("Layers"), list)
+            or not all(isinstance(x, str) for x in e["Layers"])
+        ):
             raise ArchiveError(f"{what}: needs Config and Layers")
         cfg_name = Source._clean(e["Config"])
         raw = src.read_small(cfg_name, what)
@@ -622,8 +665,7 @@ def _plan_docker(src: Source) -> list[_Plan]:
     return plans
 
 
-def load(store: ImageStore, path: str,
-         log: Callable[[str], None] | None = None) -> list[str]:
+def load(store: ImageStore, path: str, log: Callable[[str], None] | None = None) -> list[str]:
     """Load the images of an archive; return their names (or ids when unnamed)."""
     if not os.path.exists(path):
         raise RrefError(f"open {path}: no such file or directory", EXIT_RUNTIME)
@@ -636,8 +678,7 @@ def load(store: ImageStore, path: str,
         elif src.has("manifest.json"):
             plans = _plan_docker(src)
         else:
-            raise ArchiveError(f"{path}: not an image archive (no index.json or "
-                               "manifest.json)")
+            raise ArchiveError(f"{path}: not an image archive (no index.json or manifest.json)")
         # Every blob and document is verified; now layers go in (each checked
         # against its diff_id), and only then configs and tags.
         done: set[str] = set()

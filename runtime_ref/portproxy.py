@@ -63,8 +63,17 @@ def _family(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
 class _Conn:
     """One proxied connection: client <-> target, a buffer and an EOF flag per direction."""
 
-    __slots__ = ("client", "client_eof", "connecting", "target", "target_eof", "to_client",
-                 "to_target", "wshut_client", "wshut_target")
+    __slots__ = (
+        "client",
+        "client_eof",
+        "connecting",
+        "target",
+        "target_eof",
+        "to_client",
+        "to_target",
+        "wshut_client",
+        "wshut_target",
+    )
 
     def __init__(self, client: socket.socket, target: socket.socket, connecting: bool) -> None:
         self.client = client
@@ -99,8 +108,10 @@ class PortProxy:
         self._conns: dict[int, tuple[_Conn, bool]] = {}  # fd -> (conn, is_client)
 
     def __repr__(self) -> str:
-        return (f"PortProxy({_hostport(self.host_ip, self.host_port)} -> "
-                f"{_hostport(self.target_ip, self.target_port)})")
+        return (
+            f"PortProxy({_hostport(self.host_ip, self.host_port)} -> "
+            f"{_hostport(self.target_ip, self.target_port)})"
+        )
 
     @property
     def connections(self) -> int:
@@ -328,9 +339,9 @@ def parse_publish(spec: str) -> tuple[str, int, int, str]:
     host_ip = "127.0.0.1"
     if s.startswith("["):
         end = s.find("]")
-        if end < 0 or s[end + 1:end + 2] != ":":
+        if end < 0 or s[end + 1 : end + 2] != ":":
             raise NetworkError(f"invalid publish spec {spec!r}")
-        host_ip, parts = s[1:end], s[end + 2:].split(":")
+        host_ip, parts = s[1:end], s[end + 2 :].split(":")
         if len(parts) != 2:
             raise NetworkError(f"invalid publish spec {spec!r}: want [IP]:HOSTPORT:CTRPORT")
         host_s, ctr_s = parts
@@ -343,11 +354,14 @@ def parse_publish(spec: str) -> tuple[str, int, int, str]:
         elif len(parts) == 3:
             host_ip, host_s, ctr_s = parts
         else:
-            raise NetworkError(f"invalid publish spec {spec!r}: want [IP:][HOSTPORT:]CTRPORT "
-                               "(IPv6 addresses in brackets)")
+            raise NetworkError(
+                f"invalid publish spec {spec!r}: want [IP:][HOSTPORT:]CTRPORT "
+                "(IPv6 addresses in brackets)"
+            )
     ip = _ip(host_ip, "host IP")
     if not ip.is_loopback:
-        raise NetworkError(f"cannot publish on {ip}: {LOOPBACK_ONLY}, e.g. "
-                           f"-p 127.0.0.1:{host_s or ctr_s}:{ctr_s}")
+        raise NetworkError(
+            f"cannot publish on {ip}: {LOOPBACK_ONLY}, e.g. -p 127.0.0.1:{host_s or ctr_s}:{ctr_s}"
+        )
     host_port = _port(host_s, "host port", allow_zero=True) if host_s else 0
     return str(ip), host_port, _port(ctr_s, "container port", allow_zero=False), "tcp"

@@ -22,13 +22,24 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 NS_FLAGS = {
-    "user": sc.CLONE_NEWUSER, "ipc": sc.CLONE_NEWIPC, "uts": sc.CLONE_NEWUTS,
-    "network": sc.CLONE_NEWNET, "pid": sc.CLONE_NEWPID, "cgroup": sc.CLONE_NEWCGROUP,
+    "user": sc.CLONE_NEWUSER,
+    "ipc": sc.CLONE_NEWIPC,
+    "uts": sc.CLONE_NEWUTS,
+    "network": sc.CLONE_NEWNET,
+    "pid": sc.CLONE_NEWPID,
+    "cgroup": sc.CLONE_NEWCGROUP,
     "mount": sc.CLONE_NEWNS,
 }
 # /proc/<pid>/ns file names, in the order setns must join them (user first, mount last).
-NS_PROC = {"user": "user", "ipc": "ipc", "uts": "uts", "network": "net", "pid": "pid",
-           "cgroup": "cgroup", "mount": "mnt"}
+NS_PROC = {
+    "user": "user",
+    "ipc": "ipc",
+    "uts": "uts",
+    "network": "net",
+    "pid": "pid",
+    "cgroup": "cgroup",
+    "mount": "mnt",
+}
 
 
 class Started:
@@ -45,7 +56,7 @@ def become_subreaper() -> None:
 
 def _write_all(fd: int, data: bytes) -> None:
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def _read_all(fd: int) -> bytes:
@@ -57,10 +68,14 @@ def _read_all(fd: int) -> bytes:
         chunks.append(b)
 
 
-def spawn(stdio: tuple[int, int, int], cgroup_procs: list[str],
-          prepare: Callable[[], None], body: Callable[[int, int], NoReturn],
-          userns_setup: Callable[[int], None] | None = None,
-          host_setup: Callable[[int], None] | None = None) -> Started:
+def spawn(
+    stdio: tuple[int, int, int],
+    cgroup_procs: list[str],
+    prepare: Callable[[], None],
+    body: Callable[[int, int], NoReturn],
+    userns_setup: Callable[[int], None] | None = None,
+    host_setup: Callable[[int], None] | None = None,
+) -> Started:
     """Run `prepare` (join cgroup/namespaces) in a child, then `body(err_fd, go_fd)` in a
     grandchild.
 
@@ -110,15 +125,23 @@ def spawn(stdio: tuple[int, int, int], cgroup_procs: list[str],
         except RrefError as e:
             _write_all(err_w, json.dumps({"code": e.code, "message": str(e)}).encode())
         except OSError as e:
-            _write_all(err_w, json.dumps({"code": EXIT_RUNTIME,
-                                          "message": f"{e.strerror or e} "
-                                                     f"{e.filename or ''}".strip()}).encode())
+            _write_all(
+                err_w,
+                json.dumps(
+                    {
+                        "code": EXIT_RUNTIME,
+                        "message": f"{e.strerror or e} {e.filename or ''}".strip(),
+                    }
+                ).encode(),
+            )
         except BaseException:
             import sys  # a bug: report it rather than hang the caller
 
             e = sys.exc_info()[1]
-            _write_all(err_w, json.dumps({"code": EXIT_RUNTIME,
-                                          "message": f"{type(e).__name__}: {e}"}).encode())
+            _write_all(
+                err_w,
+                json.dumps({"code": EXIT_RUNTIME, "message": f"{type(e).__name__}: {e}"}).encode(),
+            )
         os._exit(EXIT_RUNTIME)
     for fd in (err_w, pid_w, u_w, g1_r, g2_r):
         if fd >= 0:

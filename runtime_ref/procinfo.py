@@ -15,7 +15,7 @@ def start_time(pid: int) -> int:
             data = f.read()
     except OSError:
         return 0
-    return int(data[data.rindex(b")") + 2:].split()[19])
+    return int(data[data.rindex(b")") + 2 :].split()[19])
 
 
 def alive(pid: int, started: int) -> bool:

@@ -100,16 +100,20 @@ def _resolves_to_loopback(addr: str, port: int | None) -> bool:
         infos = socket.getaddrinfo(addr, port or 80, proto=socket.IPPROTO_TCP)
     except OSError:
         return False
-    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback
-                               for i in infos)
+    return bool(infos) and all(
+        ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos
+    )
 
 
 def target(ref: str, verb: str) -> tuple[str, str, str | None, str | None]:
     """(host, repository, tag, digest) of a registry reference on loopback."""
     host, repo, tag, digest = parse_ref(ref)
     if host is None or not is_loopback(host):
-        raise RrefError(f"{verb} {ref}: {LOOPBACK_REFUSAL} ({host or 'docker.io'} is not "
-                        "on 127.0.0.0/8, ::1 or localhost)", EXIT_FAILED)
+        raise RrefError(
+            f"{verb} {ref}: {LOOPBACK_REFUSAL} ({host or 'docker.io'} is not "
+            "on 127.0.0.0/8, ::1 or localhost)",
+            EXIT_FAILED,
+        )
     return host, repo, tag, digest
 
 
@@ -124,8 +128,9 @@ class _Client:
         check = self.check_url
 
         class Redirects(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
-                                 newurl: str) -> Any:
+            def redirect_request(
+                self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
+            ) -> Any:
                 check(newurl)
                 return super().redirect_request(req, fp, code, msg, headers, newurl)
 
@@ -150,14 +155,21 @@ class _Client:
     def url(self, path: str) -> str:
         return f"{self.base}/v2/{self.repo}/{path}"
 
-    def request(self, method: str, url: str, data: Any = None,
-                headers: dict[str, str] | None = None, ok: tuple[int, ...] = (200,)) -> Any:
+    def request(
+        self,
+        method: str,
+        url: str,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> Any:
         """The response of a request whose status is in `ok` (the caller closes it)."""
         import urllib.error
         import urllib.request
 
-        req = urllib.request.Request(self.check_url(url), data=data, headers=headers or {},
-                                     method=method)
+        req = urllib.request.Request(
+            self.check_url(url), data=data, headers=headers or {}, method=method
+        )
         try:
             resp = self.opener.open(req, timeout=TIMEOUT)
         except urllib.error.HTTPError as e:
@@ -239,8 +251,9 @@ class _Client:
         """Monolithic upload: POST for a session, PUT the bytes to it with ?digest=."""
         from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
-        resp = self.request("POST", self.url("blobs/uploads/"), data=b"",
-                            headers={"Content-Length": "0"}, ok=(202,))
+        resp = self.request(
+            "POST", self.url("blobs/uploads/"), data=b"", headers={"Content-Length": "0"}, ok=(202,)
+        )
         resp.close()
         location = resp.headers.get("Location")
         if not location:
@@ -248,9 +261,13 @@ class _Client:
         parts = urlsplit(urljoin(self.url("blobs/uploads/"), location))
         query = "&".join(q for q in (parts.query, urlencode({"digest": digest})) if q)
         put = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
-        self.request("PUT", put, data=body, ok=(201,),
-                     headers={"Content-Type": "application/octet-stream",
-                              "Content-Length": str(size)}).close()
+        self.request(
+            "PUT",
+            put,
+            data=body,
+            ok=(201,),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        ).close()
 
 
 def _error_text(e: Any) -> str:
@@ -288,8 +305,15 @@ def pull(store: ImageStore, ref: str, log: Callable[[str], None] | None = None) 
         raise c.fail(str(e)) from None
 
 
-def _pull(store: ImageStore, c: _Client, host: str, repo: str, tag: str | None,
-          digest: str | None, log: Callable[[str], None]) -> str:
+def _pull(
+    store: ImageStore,
+    c: _Client,
+    host: str,
+    repo: str,
+    tag: str | None,
+    digest: str | None,
+    log: Callable[[str], None],
+) -> str:
     raw, ctype, header = c.manifest(digest or tag or "latest")
     mdigest = sha256_of(raw)
     if digest and mdigest != digest:
@@ -323,13 +347,16 @@ def _pull(store: ImageStore, c: _Client, host: str, repo: str, tag: str | None,
         name = _local_name(host, repo, tag)
         was = store.repositories().get(name)
         store.tag(image_id, name)
-        log(f"Status: {'Image is up to date' if was == image_id else 'Downloaded newer image'}"
-            f" for {name}")
+        log(
+            f"Status: {'Image is up to date' if was == image_id else 'Downloaded newer image'}"
+            f" for {name}"
+        )
     return image_id
 
 
-def _fetch_layer(store: ImageStore, c: _Client, desc: dict[str, Any], diff_id: str,
-                 what: str) -> None:
+def _fetch_layer(
+    store: ImageStore, c: _Client, desc: dict[str, Any], diff_id: str, what: str
+) -> None:
     import tempfile
 
     store.ensure()
@@ -370,9 +397,13 @@ def push(store: ImageStore, ref: str, log: Callable[[str], None] | None = None) 
         c.upload(img.id, len(raw), raw)
     manifest = make_manifest(img.id, len(raw), layers)
     mdigest = sha256_of(manifest)
-    resp = c.request("PUT", c.url(f"manifests/{tag}"), data=manifest, ok=(201,),
-                     headers={"Content-Type": MT_MANIFEST,
-                              "Content-Length": str(len(manifest))})
+    resp = c.request(
+        "PUT",
+        c.url(f"manifests/{tag}"),
+        data=manifest,
+        ok=(201,),
+        headers={"Content-Type": MT_MANIFEST, "Content-Length": str(len(manifest))},
+    )
     resp.close()
     header = resp.headers.get("Docker-Content-Digest")
     if header and header != mdigest:

@@ -21,18 +21,28 @@ if TYPE_CHECKING:
     from .spec import Spec
 
 _FLAGS = {
-    "ro": (sc.MS_RDONLY, True), "rw": (sc.MS_RDONLY, False),
-    "nosuid": (sc.MS_NOSUID, True), "suid": (sc.MS_NOSUID, False),
-    "nodev": (sc.MS_NODEV, True), "dev": (sc.MS_NODEV, False),
-    "noexec": (sc.MS_NOEXEC, True), "exec": (sc.MS_NOEXEC, False),
-    "bind": (sc.MS_BIND, True), "rbind": (sc.MS_BIND | sc.MS_REC, True),
+    "ro": (sc.MS_RDONLY, True),
+    "rw": (sc.MS_RDONLY, False),
+    "nosuid": (sc.MS_NOSUID, True),
+    "suid": (sc.MS_NOSUID, False),
+    "nodev": (sc.MS_NODEV, True),
+    "dev": (sc.MS_NODEV, False),
+    "noexec": (sc.MS_NOEXEC, True),
+    "exec": (sc.MS_NOEXEC, False),
+    "bind": (sc.MS_BIND, True),
+    "rbind": (sc.MS_BIND | sc.MS_REC, True),
     "strictatime": (sc.MS_STRICTATIME, True),
-    "relatime": (1 << 21, True), "noatime": (1024, True), "nodiratime": (2048, True),
+    "relatime": (1 << 21, True),
+    "noatime": (1024, True),
+    "nodiratime": (2048, True),
 }
 _PROPAGATION = {
-    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
-    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
-    "shared": 1 << 20, "rshared": (1 << 20) | sc.MS_REC,
+    "private": sc.MS_PRIVATE,
+    "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "slave": sc.MS_SLAVE,
+    "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "shared": 1 << 20,
+    "rshared": (1 << 20) | sc.MS_REC,
 }
 # statvfs flags that must survive a read-only remount (locked in user namespaces).
 _KEEP_ON_REMOUNT = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | 1024 | 2048 | (1 << 21)
@@ -158,8 +168,12 @@ def mount_one(rootfs: str, m: dict[str, Any]) -> None:
             if flags & sc.MS_RDONLY:
                 _remount_ro(target, flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_RDONLY))
             else:
-                sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT
-                         | (flags & ~(sc.MS_BIND | sc.MS_REC)))
+                sc.mount(
+                    None,
+                    target,
+                    None,
+                    sc.MS_BIND | sc.MS_REMOUNT | (flags & ~(sc.MS_BIND | sc.MS_REC)),
+                )
     else:
         _ensure_target(target, False)
         sc.mount(m.get("source") or kind, target, kind, flags, data or None)
@@ -185,8 +199,12 @@ def make_devices(rootfs: str, spec: Spec) -> None:
         os.mknod(path, kind | mode, os.makedev(d["major"], d["minor"]))
         os.chmod(path, mode)
         os.chown(path, d.get("uid", 0), d.get("gid", 0))
-    links = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
-             "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
+    links = {
+        "fd": "/proc/self/fd",
+        "stdin": "/proc/self/fd/0",
+        "stdout": "/proc/self/fd/1",
+        "stderr": "/proc/self/fd/2",
+    }
     if os.path.isdir(os.path.join(dev, "pts")):
         links["ptmx"] = "pts/ptmx"
     for name, to in links.items():

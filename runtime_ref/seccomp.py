@@ -39,26 +39,81 @@ MAX_ERRNO = 4095
 U64_MAX = (1 << 64) - 1
 NR_SCMP_ERROR = -1  # what libseccomp resolves an unknown syscall name to
 
-ACTIONS = ("SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
-           "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP", "SCMP_ACT_LOG", "SCMP_ACT_TRACE")
+ACTIONS = (
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_TRACE",
+)
 # SCMP_ACT_NOTIFY needs a listener process (docker's listenerPath): rref has none.
 WITH_ERRNO = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
-OPS = {"SCMP_CMP_NE": "NE", "SCMP_CMP_LT": "LT", "SCMP_CMP_LE": "LE", "SCMP_CMP_EQ": "EQ",
-       "SCMP_CMP_GE": "GE", "SCMP_CMP_GT": "GT", "SCMP_CMP_MASKED_EQ": "MASKED_EQ"}
+OPS = {
+    "SCMP_CMP_NE": "NE",
+    "SCMP_CMP_LT": "LT",
+    "SCMP_CMP_LE": "LE",
+    "SCMP_CMP_EQ": "EQ",
+    "SCMP_CMP_GE": "GE",
+    "SCMP_CMP_GT": "GT",
+    "SCMP_CMP_MASKED_EQ": "MASKED_EQ",
+}
 # Every architecture the OCI runtime spec names; the local libseccomp may lack some.
-ARCHES = tuple("SCMP_ARCH_" + a for a in (
-    "X86", "X86_64", "X32", "ARM", "AARCH64", "MIPS", "MIPS64", "MIPS64N32", "MIPSEL",
-    "MIPSEL64", "MIPSEL64N32", "PPC", "PPC64", "PPC64LE", "S390", "S390X", "PARISC",
-    "PARISC64", "RISCV64", "LOONGARCH64", "M68K", "SH", "SHEB"))
+ARCHES = tuple(
+    "SCMP_ARCH_" + a
+    for a in (
+        "X86",
+        "X86_64",
+        "X32",
+        "ARM",
+        "AARCH64",
+        "MIPS",
+        "MIPS64",
+        "MIPS64N32",
+        "MIPSEL",
+        "MIPSEL64",
+        "MIPSEL64N32",
+        "PPC",
+        "PPC64",
+        "PPC64LE",
+        "S390",
+        "S390X",
+        "PARISC",
+        "PARISC64",
+        "RISCV64",
+        "LOONGARCH64",
+        "M68K",
+        "SH",
+        "SHEB",
+    )
+)
 # OCI filter flags -> libseccomp filter attributes.
-FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": "CTL_TSYNC", "SECCOMP_FILTER_FLAG_LOG": "CTL_LOG",
-         "SECCOMP_FILTER_FLAG_SPEC_ALLOW": "CTL_SSB"}
+FLAGS = {
+    "SECCOMP_FILTER_FLAG_TSYNC": "CTL_TSYNC",
+    "SECCOMP_FILTER_FLAG_LOG": "CTL_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": "CTL_SSB",
+}
 # Go (docker's `arches`), uname and Debian spellings -> libseccomp's, lower case.
 _ARCH_ALIASES = {
-    "amd64": "x86_64", "386": "x86", "i386": "x86", "i486": "x86", "i586": "x86",
-    "i686": "x86", "arm64": "aarch64", "armv6l": "arm", "armv7l": "arm", "armv8l": "arm",
-    "armel": "arm", "armhf": "arm", "mipsle": "mipsel", "mips64le": "mipsel64",
-    "mips64p32": "mips64n32", "mips64p32le": "mipsel64n32", "loong64": "loongarch64",
+    "amd64": "x86_64",
+    "386": "x86",
+    "i386": "x86",
+    "i486": "x86",
+    "i586": "x86",
+    "i686": "x86",
+    "arm64": "aarch64",
+    "armv6l": "arm",
+    "armv7l": "arm",
+    "armv8l": "arm",
+    "armel": "arm",
+    "armhf": "arm",
+    "mipsle": "mipsel",
+    "mips64le": "mipsel64",
+    "mips64p32": "mips64n32",
+    "mips64p32le": "mipsel64n32",
+    "loong64": "loongarch64",
 }
 
 DEFAULT_PROFILE = os.path.join(os.path.dirname(__file__), "data", "seccomp-default.json")
@@ -87,6 +142,7 @@ class Prepared:
 
 # -- profiles -------------------------------------------------------------------------------
 
+
 def load_profile(path: str) -> dict[str, Any]:
     """Read a docker-format seccomp profile; SeccompError names the file and the problem."""
     where = f"seccomp profile {path}"
@@ -98,16 +154,18 @@ def load_profile(path: str) -> dict[str, Any]:
     try:
         profile = json.loads(data)
     except json.JSONDecodeError as e:
-        raise SeccompError(f"{where}: invalid JSON: {e.msg} at line {e.lineno} "
-                           f"column {e.colno}") from None
+        raise SeccompError(
+            f"{where}: invalid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
     except UnicodeDecodeError:
         raise SeccompError(f"{where}: invalid JSON: not UTF-8 text") from None
     check(profile, where)
     return profile
 
 
-def to_oci(profile: dict[str, Any], caps: list[str], *, arch: str | None = None,
-           kernel: str | None = None) -> dict[str, Any]:
+def to_oci(
+    profile: dict[str, Any], caps: list[str], *, arch: str | None = None, kernel: str | None = None
+) -> dict[str, Any]:
     """The OCI `linux.seccomp` dict of a docker profile, for a container with `caps`.
 
     Rules whose `includes`/`excludes` (caps, arches, minKernel) do not fit this
@@ -144,9 +202,15 @@ def to_oci(profile: dict[str, Any], caps: list[str], *, arch: str | None = None,
         if rule.get("errnoRet") is not None:
             oci["errnoRet"] = rule["errnoRet"]
         if rule.get("args"):
-            oci["args"] = [{"index": a["index"], "value": a.get("value", 0),
-                            "valueTwo": a.get("valueTwo", 0), "op": a["op"]}
-                           for a in rule["args"]]
+            oci["args"] = [
+                {
+                    "index": a["index"],
+                    "value": a.get("value", 0),
+                    "valueTwo": a.get("valueTwo", 0),
+                    "op": a["op"],
+                }
+                for a in rule["args"]
+            ]
         syscalls.append(oci)
     out["syscalls"] = syscalls
     return out
@@ -177,6 +241,7 @@ def profile_for(option: str | None, caps: list[str]) -> dict[str, Any] | None:
 
 # -- the filter -----------------------------------------------------------------------------
 
+
 def prepare(oci: dict[str, Any], *, no_new_privs: bool = True) -> Prepared:
     """Build (not load) the filter of an OCI `linux.seccomp` dict.
 
@@ -198,12 +263,13 @@ def prepare(oci: dict[str, Any], *, no_new_privs: bool = True) -> Prepared:
         for flag in oci.get("flags") or []:
             flt.set_attr(getattr(seccomp.Attr, FLAGS[flag]), 1)
         for name in oci.get("architectures") or []:
-            arch = getattr(seccomp.Arch, name[len("SCMP_ARCH_"):], None)
+            arch = getattr(seccomp.Arch, name[len("SCMP_ARCH_") :], None)
             if arch is not None and not flt.exist_arch(arch):
                 flt.add_arch(arch)
     except (RuntimeError, ValueError) as e:
-        raise SeccompError(f"seccomp: libseccomp refused the filter setup "
-                           f"({_library_error(e)})") from None
+        raise SeccompError(
+            f"seccomp: libseccomp refused the filter setup ({_library_error(e)})"
+        ) from None
 
     skipped: list[str] = []
     for i, rule in enumerate(oci.get("syscalls") or []):
@@ -218,8 +284,10 @@ def prepare(oci: dict[str, Any], *, no_new_privs: bool = True) -> Prepared:
         elif len(indexes) == 1:
             groups = [[c] for c in conds]  # one argument tested several ways: any may hold (runc)
         else:
-            raise SeccompError(f"seccomp: syscalls[{i}]: several conditions on one argument "
-                               "mixed with conditions on others")
+            raise SeccompError(
+                f"seccomp: syscalls[{i}]: several conditions on one argument "
+                "mixed with conditions on others"
+            )
         for name in _names(rule):
             try:
                 nr = seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
@@ -233,8 +301,10 @@ def prepare(oci: dict[str, Any], *, no_new_privs: bool = True) -> Prepared:
                 try:
                     flt.add_rule(action, nr, *group)
                 except (RuntimeError, ValueError) as e:
-                    raise SeccompError(f"seccomp: syscalls[{i}]: libseccomp refused the rule "
-                                       f"for {name} ({_library_error(e)})") from None
+                    raise SeccompError(
+                        f"seccomp: syscalls[{i}]: libseccomp refused the rule "
+                        f"for {name} ({_library_error(e)})"
+                    ) from None
     return Prepared(flt, skipped)
 
 
@@ -256,12 +326,14 @@ def install(oci: dict[str, Any], *, no_new_privs: bool = True) -> None:
 
 # -- checking -------------------------------------------------------------------------------
 
+
 def check(profile: Any, where: str) -> None:
     """Raise SeccompError("<where>: <problem>") unless `profile` is a well-formed profile.
 
     Accepts docker's format and the OCI one (a subset). Syscall names are not
     checked against libseccomp: unknown ones are skipped when the filter is built.
     """
+
     def bad(what: str) -> SeccompError:
         return SeccompError(f"{where}: {what}")
 
@@ -313,8 +385,9 @@ def _check_rule(rule: Any, at: str, bad: Bad) -> None:
     names, name = rule.get("names"), rule.get("name")
     if names and name:
         raise bad(f"{at}: use either name or names, not both")
-    if names is not None and not (isinstance(names, list)
-                                  and all(isinstance(n, str) and n for n in names)):
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) and n for n in names)
+    ):
         raise bad(f"{at}: names must be a list of syscall names")
     if name is not None and not isinstance(name, str):
         raise bad(f"{at}: name must be a string")
@@ -335,8 +408,7 @@ def _check_rule(rule: Any, at: str, bad: Bad) -> None:
                 raise bad(f"{aat}: index must be 0 to 5, not {a.get('index')!r}")
             for key in ("value", "valueTwo"):
                 if key in a and not _uint(a[key], U64_MAX):
-                    raise bad(f"{aat}: {key} must be an unsigned 64-bit integer, "
-                              f"not {a[key]!r}")
+                    raise bad(f"{aat}: {key} must be an unsigned 64-bit integer, not {a[key]!r}")
             if a.get("op") not in OPS:
                 raise bad(f"{aat}: unknown op {a.get('op')!r}")
 
@@ -348,12 +420,13 @@ def _check_rule(rule: Any, at: str, bad: Bad) -> None:
             raise bad(f"{at}.{key} is not an object")
         for field in ("caps", "arches"):
             vals = sel.get(field)
-            if vals is not None and not (isinstance(vals, list)
-                                         and all(isinstance(v, str) for v in vals)):
+            if vals is not None and not (
+                isinstance(vals, list) and all(isinstance(v, str) for v in vals)
+            ):
                 raise bad(f"{at}.{key}.{field} must be a list of strings")
         mk = sel.get("minKernel")
         if mk is not None and (not isinstance(mk, str) or _parse_kernel(mk) is None):
-            raise bad(f"{at}.{key}.minKernel: not a kernel version like \"4.8\": {mk!r}")
+            raise bad(f'{at}.{key}.minKernel: not a kernel version like "4.8": {mk!r}')
 
 
 def _check_action(action: Any, at: str, bad: Bad) -> None:
@@ -388,6 +461,7 @@ def _uint(value: Any, limit: int) -> bool:
 
 # -- helpers --------------------------------------------------------------------------------
 
+
 def _names(rule: dict[str, Any]) -> list[str]:
     if rule.get("names"):
         return list(rule["names"])
@@ -402,7 +476,7 @@ def _cap(name: str) -> str:
 def _arch(name: str) -> str:
     n = name.strip().lower()
     if n.startswith("scmp_arch_"):
-        n = n[len("scmp_arch_"):]
+        n = n[len("scmp_arch_") :]
     return _ARCH_ALIASES.get(n, n)
 
 
@@ -428,8 +502,7 @@ def _kernel_version(release: str) -> tuple[int, int]:
     return nums[0], nums[1]
 
 
-def _applies(rule: dict[str, Any], native: str, held: set[str],
-             kver: tuple[int, int]) -> bool:
+def _applies(rule: dict[str, Any], native: str, held: set[str], kver: tuple[int, int]) -> bool:
     inc = rule.get("includes") or {}
     exc = rule.get("excludes") or {}
     if native in {_arch(a) for a in exc.get("arches") or []}:

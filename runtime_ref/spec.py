@@ -22,36 +22,83 @@ ANN_USER = "rref.user"  # docker --user string, resolved against the container's
 
 # docker's default capability set (moby oci/caps/defaults.go).
 DEFAULT_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 ]
 
 # docker's default masked and read-only paths (moby oci/defaults.go).
 MASKED_PATHS = [
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-    "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 ]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "cgroup", "user")
 
 _DEFAULT_MOUNTS: list[dict[str, Any]] = [
-    {"destination": "/proc", "type": "proc", "source": "proc",
-     "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-     "options": ["nosuid", "noexec", "nodev", "ro"]},
-    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-     "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-     "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+    {
+        "destination": "/proc",
+        "type": "proc",
+        "source": "proc",
+        "options": ["nosuid", "noexec", "nodev"],
+    },
+    {
+        "destination": "/dev",
+        "type": "tmpfs",
+        "source": "tmpfs",
+        "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+    },
+    {
+        "destination": "/dev/pts",
+        "type": "devpts",
+        "source": "devpts",
+        "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+    },
+    {
+        "destination": "/sys",
+        "type": "sysfs",
+        "source": "sysfs",
+        "options": ["nosuid", "noexec", "nodev", "ro"],
+    },
+    {
+        "destination": "/sys/fs/cgroup",
+        "type": "cgroup",
+        "source": "cgroup",
+        "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+    },
+    {
+        "destination": "/dev/mqueue",
+        "type": "mqueue",
+        "source": "mqueue",
+        "options": ["nosuid", "noexec", "nodev"],
+    },
+    {
+        "destination": "/dev/shm",
+        "type": "tmpfs",
+        "source": "shm",
+        "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+    },
 ]
 
 # The OCI default device set: (path, type, major, minor, mode).
@@ -67,15 +114,21 @@ DEFAULT_DEVICES = [
 
 def default_device_rules() -> list[dict[str, Any]]:
     """The devices cgroup: deny all, allow mknod of anything and the default nodes' use."""
-    rules: list[dict[str, Any]] = [{"allow": False, "type": "a", "major": None,
-                                    "minor": None, "access": "rwm"}]
-    rules += [{"allow": True, "type": t, "major": None, "minor": None, "access": "m"}
-              for t in ("c", "b")]
-    rules += [{"allow": True, "type": "c", "major": ma, "minor": mi, "access": "rwm"}
-              for _, _, ma, mi, _ in DEFAULT_DEVICES]
-    rules += [{"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},  # console
-              {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},  # ptmx
-              {"allow": True, "type": "c", "major": 136, "minor": None, "access": "rwm"}]  # pts
+    rules: list[dict[str, Any]] = [
+        {"allow": False, "type": "a", "major": None, "minor": None, "access": "rwm"}
+    ]
+    rules += [
+        {"allow": True, "type": t, "major": None, "minor": None, "access": "m"} for t in ("c", "b")
+    ]
+    rules += [
+        {"allow": True, "type": "c", "major": ma, "minor": mi, "access": "rwm"}
+        for _, _, ma, mi, _ in DEFAULT_DEVICES
+    ]
+    rules += [
+        {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},  # console
+        {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},  # ptmx
+        {"allow": True, "type": "c", "major": 136, "minor": None, "access": "rwm"},
+    ]  # pts
     return rules
 
 
@@ -89,8 +142,7 @@ def default_spec(args: list[str], rootfs: str) -> Spec:
             "args": list(args),
             "env": [f"PATH={DEFAULT_PATH}"],
             "cwd": "/",
-            "capabilities": {k: list(DEFAULT_CAPS)
-                             for k in ("bounding", "effective", "permitted")},
+            "capabilities": {k: list(DEFAULT_CAPS) for k in ("bounding", "effective", "permitted")},
             "noNewPrivileges": False,
         },
         "root": {"path": rootfs, "readonly": False},
@@ -101,8 +153,10 @@ def default_spec(args: list[str], rootfs: str) -> Spec:
             "namespaces": [{"type": t} for t in NAMESPACES if t != "user"],
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
-            "devices": [{"path": p, "type": t, "major": ma, "minor": mi, "fileMode": mode}
-                        for p, t, ma, mi, mode in DEFAULT_DEVICES],
+            "devices": [
+                {"path": p, "type": t, "major": ma, "minor": mi, "fileMode": mode}
+                for p, t, ma, mi, mode in DEFAULT_DEVICES
+            ],
             "resources": {"devices": default_device_rules()},
         },
     }

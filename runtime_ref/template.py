@@ -36,8 +36,9 @@ def lookup(obj: Any, path: str) -> Any:
 
 def render(fmt: str, obj: Any) -> str:
     if "{{" in _ACTION.sub("", fmt):
-        raise UsageError(f"template: unsupported action in {fmt!r} (use {{{{.Field}}}} or "
-                         "{{json .Field}})")
+        raise UsageError(
+            f"template: unsupported action in {fmt!r} (use {{{{.Field}}}} or {{{{json .Field}}}})"
+        )
 
     def sub(m: re.Match[str]) -> str:
         v = lookup(obj, m.group(2))

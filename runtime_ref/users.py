@@ -8,8 +8,11 @@ from .errors import RrefError
 def _read_db(path: str) -> list[list[str]]:
     try:
         with open(path) as f:
-            return [line.rstrip("\n").split(":") for line in f if line.strip()
-                    and not line.startswith("#")]
+            return [
+                line.rstrip("\n").split(":")
+                for line in f
+                if line.strip() and not line.startswith("#")
+            ]
     except OSError:
         return []
 
@@ -39,6 +42,11 @@ def resolve(user: str, root: str = "/") -> tuple[int, int, list[int], str]:
                 raise RrefError(f"unable to find group {gname}: no matching entries in group file")
             gid = int(g[2])
     name = entry[0] if entry else None
-    extra = sorted({int(e[2]) for e in groups if len(e) > 3 and name
-                    and name in e[3].split(",") and int(e[2]) != gid})
+    extra = sorted(
+        {
+            int(e[2])
+            for e in groups
+            if len(e) > 3 and name and name in e[3].split(",") and int(e[2]) != gid
+        }
+    )
     return uid, gid, extra, home

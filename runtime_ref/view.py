@@ -68,9 +68,17 @@ def ps(store: Store, all_: bool = False, quiet: bool = False, no_trunc: bool = F
         command = " ".join([cfg.get("Path", ""), *cfg.get("Args", [])])
         if not no_trunc and len(command) > 20:
             command = command[:19] + "…"
-        table.append((cfg["Id"] if no_trunc else cfg["Id"][:12], cfg.get("ImageRef", ""),
-                      f'"{command}"', f"{human_ago(cfg.get('Created', ''))} ago",
-                      status_text(st), "", cfg["Name"].lstrip("/")))
+        table.append(
+            (
+                cfg["Id"] if no_trunc else cfg["Id"][:12],
+                cfg.get("ImageRef", ""),
+                f'"{command}"',
+                f"{human_ago(cfg.get('Created', ''))} ago",
+                status_text(st),
+                "",
+                cfg["Name"].lstrip("/"),
+            )
+        )
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
         print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -79,16 +87,39 @@ def ps(store: Store, all_: bool = False, quiet: bool = False, no_trunc: bool = F
 def container_view(store: Store, cid: str) -> dict[str, Any]:
     cfg = store.config(cid)
     st = containers.status(store, cid)
-    state = {k: st.get(k) for k in ("Status", "Running", "Paused", "OOMKilled", "Dead", "Pid",
-                                    "ExitCode", "Error", "StartedAt", "FinishedAt")}
+    state = {
+        k: st.get(k)
+        for k in (
+            "Status",
+            "Running",
+            "Paused",
+            "OOMKilled",
+            "Dead",
+            "Pid",
+            "ExitCode",
+            "Error",
+            "StartedAt",
+            "FinishedAt",
+        )
+    }
     state["Restarting"] = False
     return {
-        "Id": cfg["Id"], "Created": cfg["Created"], "Path": cfg["Path"], "Args": cfg["Args"],
-        "State": state, "Image": cfg["Image"], "Name": cfg["Name"],
-        "ResolvConfPath": cfg["ResolvConfPath"], "HostnamePath": cfg["HostnamePath"],
-        "HostsPath": cfg["HostsPath"], "LogPath": cfg["LogPath"], "Driver": "overlay",
-        "HostConfig": cfg["HostConfig"], "GraphDriver": cfg["GraphDriver"],
-        "Mounts": cfg.get("Mounts", []), "Config": cfg["Config"],
+        "Id": cfg["Id"],
+        "Created": cfg["Created"],
+        "Path": cfg["Path"],
+        "Args": cfg["Args"],
+        "State": state,
+        "Image": cfg["Image"],
+        "Name": cfg["Name"],
+        "ResolvConfPath": cfg["ResolvConfPath"],
+        "HostnamePath": cfg["HostnamePath"],
+        "HostsPath": cfg["HostsPath"],
+        "LogPath": cfg["LogPath"],
+        "Driver": "overlay",
+        "HostConfig": cfg["HostConfig"],
+        "GraphDriver": cfg["GraphDriver"],
+        "Mounts": cfg.get("Mounts", []),
+        "Config": cfg["Config"],
         "CgroupPaths": cfg.get("Cgroup", {}),
         "NetworkSettings": _network_settings(cfg, st),
     }
@@ -97,29 +128,39 @@ def container_view(store: Store, cid: str) -> dict[str, Any]:
 def _network_settings(cfg: dict[str, Any], st: dict[str, Any]) -> dict[str, Any]:
     ns = st.get("NetworkSettings") or {}
     running = st.get("Status") in ("running", "paused")
-    out = {"IPAddress": ns.get("IPAddress", "") if running else "",
-           "IPPrefixLen": ns.get("IPPrefixLen", 0) if running else 0,
-           "Gateway": ns.get("Gateway", "") if running else "",
-           "MacAddress": ns.get("MacAddress", "") if running else "",
-           "Ports": ns.get("Ports", {}) if running else {}, "Networks": {}}
+    out = {
+        "IPAddress": ns.get("IPAddress", "") if running else "",
+        "IPPrefixLen": ns.get("IPPrefixLen", 0) if running else 0,
+        "Gateway": ns.get("Gateway", "") if running else "",
+        "MacAddress": ns.get("MacAddress", "") if running else "",
+        "Ports": ns.get("Ports", {}) if running else {},
+        "Networks": {},
+    }
     mode = cfg.get("HostConfig", {}).get("NetworkMode", "none")
-    out["Networks"][mode] = {k: out[k] for k in ("IPAddress", "IPPrefixLen", "Gateway",
-                                                 "MacAddress")}
+    out["Networks"][mode] = {
+        k: out[k] for k in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress")
+    }
     return out
 
 
 def image_view(images: ImageStore, ref: str) -> dict[str, Any]:
     img = images.resolve(ref)
     cfg = img.config
-    return {"Id": img.id, "RepoTags": img.tags, "Created": cfg.get("created", ""),
-            "Architecture": cfg.get("architecture", ""), "Os": cfg.get("os", ""),
-            "Config": cfg.get("config", {}), "RootFS": {"Type": "layers",
-                                                        "Layers": cfg["rootfs"]["diff_ids"]},
-            "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(img.layer_dirs)}}}
+    return {
+        "Id": img.id,
+        "RepoTags": img.tags,
+        "Created": cfg.get("created", ""),
+        "Architecture": cfg.get("architecture", ""),
+        "Os": cfg.get("os", ""),
+        "Config": cfg.get("config", {}),
+        "RootFS": {"Type": "layers", "Layers": cfg["rootfs"]["diff_ids"]},
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(img.layer_dirs)}},
+    }
 
 
-def inspect(store: Store, images: ImageStore, refs: list[str], fmt: str | None,
-            kind: str | None) -> int:
+def inspect(
+    store: Store, images: ImageStore, refs: list[str], fmt: str | None, kind: str | None
+) -> int:
     out: list[Any] = []
     code = 0
     for ref in refs:
@@ -143,8 +184,9 @@ def inspect(store: Store, images: ImageStore, refs: list[str], fmt: str | None,
     return code
 
 
-def images(store: ImageStore, quiet: bool = False, all_: bool = False,
-           filters: list[str] | None = None) -> None:
+def images(
+    store: ImageStore, quiet: bool = False, all_: bool = False, filters: list[str] | None = None
+) -> None:
     """docker images: tagged and dangling images; build intermediates only with -a."""
     from .errors import UsageError
     from .imagemgmt import intermediate_images
@@ -179,8 +221,7 @@ def images(store: ImageStore, quiet: bool = False, all_: bool = False,
         return
     print(f"{'REPOSITORY':<32}{'TAG':<12}{'IMAGE ID':<15}{'CREATED':<26}SIZE")
     for repo, tag, iid, created, size in rows:
-        print(f"{repo:<32}{tag:<12}{iid:<15}{human_ago(created) + ' ago':<26}"
-              f"{size / 1e6:.1f}MB")
+        print(f"{repo:<32}{tag:<12}{iid:<15}{human_ago(created) + ' ago':<26}{size / 1e6:.1f}MB")
 
 
 def _ref_match(tag: str, pattern: str) -> bool:

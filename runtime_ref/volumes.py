@@ -36,8 +36,11 @@ class VolumeStore:
 
     def names(self) -> list[str]:
         try:
-            return sorted(n for n in os.listdir(self.root)
-                          if os.path.isfile(os.path.join(self.root, n, "meta.json")))
+            return sorted(
+                n
+                for n in os.listdir(self.root)
+                if os.path.isfile(os.path.join(self.root, n, "meta.json"))
+            )
         except FileNotFoundError:
             return []
 
@@ -49,24 +52,33 @@ class VolumeStore:
         except ValueError as e:
             raise RrefError(f"corrupted volume record {name}: {e}") from None
 
-    def create(self, name: str | None = None, labels: dict[str, str] | None = None,
-               anonymous: bool = False) -> dict[str, Any]:
+    def create(
+        self, name: str | None = None, labels: dict[str, str] | None = None, anonymous: bool = False
+    ) -> dict[str, Any]:
         """Create (or return the existing) volume; docker's create is idempotent."""
         if name is None:
             name = os.urandom(32).hex()
             anonymous = True
         if not VOLUME_NAME.match(name):
-            raise UsageError(f'invalid volume name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] '
-                             "are allowed")
+            raise UsageError(
+                f'invalid volume name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed'
+            )
         with self.lock():
             if os.path.isfile(os.path.join(self.path(name), "meta.json")):
                 return self.get(name)
             data_dir = os.path.join(self.path(name), "_data")
             os.makedirs(data_dir, mode=0o755)
             os.chmod(self.path(name), 0o711)
-            meta = {"CreatedAt": now_iso(), "Driver": "local", "Labels": labels or {},
-                    "Mountpoint": data_dir, "Name": name, "Options": {}, "Scope": "local",
-                    "Anonymous": anonymous}
+            meta = {
+                "CreatedAt": now_iso(),
+                "Driver": "local",
+                "Labels": labels or {},
+                "Mountpoint": data_dir,
+                "Name": name,
+                "Options": {},
+                "Scope": "local",
+                "Anonymous": anonymous,
+            }
             write_json(os.path.join(self.path(name), "meta.json"), meta)
             return meta
 
@@ -97,10 +109,18 @@ def parse_volume_flag(spec: str, vols: VolumeStore | None = None) -> dict[str, A
             raise UsageError(f"invalid mode: {o}")
     kind = "bind" if src.startswith("/") else "volume"
     if src and kind == "volume" and not VOLUME_NAME.match(src):
-        raise UsageError(f"invalid volume specification: '{spec}': '{src}' includes invalid "
-                         "characters for a local volume name")
-    return _mount(kind, src, dst, "ro" in mode,
-                  next((o for o in mode if o in _PROPAGATION), "rprivate"), create_src=True)
+        raise UsageError(
+            f"invalid volume specification: '{spec}': '{src}' includes invalid "
+            "characters for a local volume name"
+        )
+    return _mount(
+        kind,
+        src,
+        dst,
+        "ro" in mode,
+        next((o for o in mode if o in _PROPAGATION), "rprivate"),
+        create_src=True,
+    )
 
 
 def parse_mount_flag(spec: str) -> dict[str, Any]:
@@ -128,16 +148,19 @@ def parse_mount_flag(spec: str) -> dict[str, Any]:
         raise UsageError("invalid mount config: target is required")
     if kind == "bind":
         if not src:
-            raise UsageError("invalid mount config for type \"bind\": field Source must not "
-                             "be empty")
+            raise UsageError('invalid mount config for type "bind": field Source must not be empty')
         if not os.path.exists(src):
-            raise UsageError(f"invalid mount config for type \"bind\": bind source path does "
-                             f"not exist: {src}")
+            raise UsageError(
+                f'invalid mount config for type "bind": bind source path does not exist: {src}'
+            )
     if kind == "tmpfs":
         if src:
-            raise UsageError("invalid mount config for type \"tmpfs\": source must be empty")
-        return tmpfs_mount(dst, ([f"size={size}"] if size else [])
-                           + ([f"mode={int(mode, 8):o}"] if mode else []), ro)
+            raise UsageError('invalid mount config for type "tmpfs": source must be empty')
+        return tmpfs_mount(
+            dst,
+            ([f"size={size}"] if size else []) + ([f"mode={int(mode, 8):o}"] if mode else []),
+            ro,
+        )
     if prop not in _PROPAGATION:
         raise UsageError(f"invalid bind-propagation {prop!r}")
     return _mount(kind, src, dst, ro, prop, create_src=False)
@@ -157,8 +180,15 @@ def tmpfs_mount(dst: str, opts: list[str], ro: bool = False) -> dict[str, Any]:
         options.append(o)
     if ro:
         options.append("ro")
-    return {"Type": "tmpfs", "Source": "", "Destination": os.path.normpath(dst), "Mode": "",
-            "RW": not ro, "Propagation": "", "Options": options}
+    return {
+        "Type": "tmpfs",
+        "Source": "",
+        "Destination": os.path.normpath(dst),
+        "Mode": "",
+        "RW": not ro,
+        "Propagation": "",
+        "Options": options,
+    }
 
 
 def _check_target(dst: str) -> None:
@@ -168,11 +198,16 @@ def _check_target(dst: str) -> None:
         raise UsageError("invalid mount config: destination can't be '/'")
 
 
-def _mount(kind: str, src: str, dst: str, ro: bool, prop: str,
-           create_src: bool) -> dict[str, Any]:
+def _mount(kind: str, src: str, dst: str, ro: bool, prop: str, create_src: bool) -> dict[str, Any]:
     _check_target(dst)
-    entry: dict[str, Any] = {"Type": kind, "Source": src, "Destination": os.path.normpath(dst),
-                             "Mode": "ro" if ro else "", "RW": not ro, "Propagation": prop}
+    entry: dict[str, Any] = {
+        "Type": kind,
+        "Source": src,
+        "Destination": os.path.normpath(dst),
+        "Mode": "ro" if ro else "",
+        "RW": not ro,
+        "Propagation": prop,
+    }
     if kind == "bind":
         entry["Source"] = os.path.normpath(src)
         entry["CreateSource"] = create_src
@@ -190,8 +225,9 @@ def check_duplicates(mounts: list[dict[str, Any]]) -> None:
         seen.add(m["Destination"])
 
 
-def realize(mounts: list[dict[str, Any]], vols: VolumeStore,
-            owner: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+def realize(
+    mounts: list[dict[str, Any]], vols: VolumeStore, owner: tuple[int, int] | None = None
+) -> list[dict[str, Any]]:
     """Create named/anonymous volumes and missing -v bind sources; return spec mounts.
 
     `owner` (uid, gid) is the host identity of container root under a user namespace:
@@ -200,8 +236,14 @@ def realize(mounts: list[dict[str, Any]], vols: VolumeStore,
     spec_mounts = []
     for m in mounts:
         if m["Type"] == "tmpfs":
-            spec_mounts.append({"destination": m["Destination"], "type": "tmpfs",
-                                "source": "tmpfs", "options": m.pop("Options")})
+            spec_mounts.append(
+                {
+                    "destination": m["Destination"],
+                    "type": "tmpfs",
+                    "source": "tmpfs",
+                    "options": m.pop("Options"),
+                }
+            )
             continue
         if m["Type"] == "volume":
             fresh = not m["Name"] or m["Name"] not in vols.names()
@@ -212,8 +254,14 @@ def realize(mounts: list[dict[str, Any]], vols: VolumeStore,
         elif m.pop("CreateSource", False) and not os.path.exists(m["Source"]):
             os.makedirs(m["Source"], mode=0o755)
         opts = ["rbind", m["Propagation"]] + (["ro"] if not m["RW"] else [])
-        spec_mounts.append({"destination": m["Destination"], "type": "bind",
-                            "source": m["Source"], "options": opts})
+        spec_mounts.append(
+            {
+                "destination": m["Destination"],
+                "type": "bind",
+                "source": m["Source"],
+                "options": opts,
+            }
+        )
     return spec_mounts
 
 

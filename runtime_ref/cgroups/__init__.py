@@ -44,8 +44,9 @@ class CgroupUnsupported(CgroupError, NotImplementedError):
 class Hierarchy:
     """A mounted cgroup hierarchy: version, controllers it serves, and where."""
 
-    def __init__(self, version: int, mountpoint: str, root: str,
-                 controllers: frozenset[str]) -> None:
+    def __init__(
+        self, version: int, mountpoint: str, root: str, controllers: frozenset[str]
+    ) -> None:
         self.version = version
         self.mountpoint = mountpoint
         self.root = root  # the mount's root within the hierarchy (mountinfo field 4)
@@ -70,10 +71,24 @@ def parse_mountinfo(text: str) -> list[Hierarchy]:
         if fstype == "cgroup2":
             out.append(Hierarchy(2, fields[4], fields[3], frozenset()))
         elif fstype == "cgroup":
-            ctrls = frozenset(o for o in opts if o not in ("rw", "ro") and "=" not in o
-                              and o not in ("relatime", "noatime", "nosuid", "nodev",
-                                            "noexec", "clone_children", "noprefix",
-                                            "xattr", "cpuset_v2_mode"))
+            ctrls = frozenset(
+                o
+                for o in opts
+                if o not in ("rw", "ro")
+                and "=" not in o
+                and o
+                not in (
+                    "relatime",
+                    "noatime",
+                    "nosuid",
+                    "nodev",
+                    "noexec",
+                    "clone_children",
+                    "noprefix",
+                    "xattr",
+                    "cpuset_v2_mode",
+                )
+            )
             if ctrls:  # named hierarchies (name=systemd) serve no controller
                 out.append(Hierarchy(1, fields[4], fields[3], ctrls))
     return out
@@ -153,8 +168,9 @@ def _host_dir(h: Hierarchy, path: str) -> str:
 class Cgroup:
     """A container's cgroup directories, by hierarchy key -> absolute host path."""
 
-    def __init__(self, paths: dict[str, str] | None = None,
-                 bases: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, paths: dict[str, str] | None = None, bases: dict[str, str] | None = None
+    ) -> None:
         self.paths: dict[str, str] = dict(paths or {})
         # per hierarchy, the cgroup the container's one hangs below and that rref
         # must not write to (its own cgroup, or the parent it was given): only
@@ -230,8 +246,10 @@ class Cgroup:
 
         u = self.v2_dir()
         if u is None:
-            raise CgroupError(f"cgroup controller {controller} is not available on this host "
-                              "(no v1 hierarchy serves it and cgroup2 is not mounted)")
+            raise CgroupError(
+                f"cgroup controller {controller} is not available on this host "
+                "(no v1 hierarchy serves it and cgroup2 is not mounted)"
+            )
         v2.enable_controller(u, self.base("unified"), controller)
         return u
 
@@ -243,8 +261,7 @@ class Cgroup:
             return
         from . import v1, v2
 
-        mem = _given(resources.get("memory"), "limit", "swap", "reservation",
-                     "disableOOMKiller")
+        mem = _given(resources.get("memory"), "limit", "swap", "reservation", "disableOOMKiller")
         if mem:
             d = self.v1_dir("memory")
             if d is not None:
@@ -263,12 +280,14 @@ class Cgroup:
         if cpuset:
             d = self.v1_dir("cpuset")
             (v1.set_cpuset if d is not None else v2.set_cpuset)(
-                d if d is not None else self._v2_for("cpuset"), cpuset)
+                d if d is not None else self._v2_for("cpuset"), cpuset
+            )
         pids = _given(resources.get("pids"), "limit")
         if pids:
             d = self.v1_dir("pids")
             (v1.set_pids if d is not None else v2.set_pids)(
-                d if d is not None else self._v2_for("pids"), pids["limit"])
+                d if d is not None else self._v2_for("pids"), pids["limit"]
+            )
         bio = _given(resources.get("blockIO"), "weight")
         if bio and bio["weight"]:
             d = self.v1_dir("blkio")
@@ -280,8 +299,10 @@ class Cgroup:
         if rules:
             d = self.v1_dir("devices")
             if d is None:
-                raise CgroupUnsupported("device rules need the cgroup v1 devices controller: "
-                                        "cgroup v2 device control (eBPF) is not implemented")
+                raise CgroupUnsupported(
+                    "device rules need the cgroup v1 devices controller: "
+                    "cgroup v2 device control (eBPF) is not implemented"
+                )
             v1.set_devices(d, rules)
 
     def update(self, resources: dict[str, Any] | None) -> None:
@@ -297,11 +318,17 @@ class Cgroup:
         u = self.v2_dir()
         out: dict[str, dict[str, int | None]] = {}
         d = self.v1_dir("memory")
-        out["memory"] = (v1.memory_stats(d) if d is not None else
-                         v2.memory_stats(u) if u is not None else v2.memory_stats(None))
+        out["memory"] = (
+            v1.memory_stats(d)
+            if d is not None
+            else v2.memory_stats(u)
+            if u is not None
+            else v2.memory_stats(None)
+        )
         cpu, acct = self.v1_dir("cpu"), self.v1_dir("cpuacct")
-        out["cpu"] = (v1.cpu_stats(cpu, acct) if cpu is not None or acct is not None
-                      else v2.cpu_stats(u))
+        out["cpu"] = (
+            v1.cpu_stats(cpu, acct) if cpu is not None or acct is not None else v2.cpu_stats(u)
+        )
         d = self.v1_dir("pids")
         out["pids"] = v1.pids_stats(d) if d is not None else v2.pids_stats(u)
         return out
@@ -370,9 +397,10 @@ class Cgroup:
                 if d is not None and os.path.exists(os.path.join(d, f)):
                     _try_write(d, f, v)
             if time.monotonic() > deadline:
-                raise CgroupError(f"cannot kill every process in cgroup {self.describe()}: "
-                                  f"still running after {timeout:g}s: "
-                                  + " ".join(map(str, sorted(pids))))
+                raise CgroupError(
+                    f"cannot kill every process in cgroup {self.describe()}: "
+                    f"still running after {timeout:g}s: " + " ".join(map(str, sorted(pids)))
+                )
             time.sleep(0.005)
 
     def describe(self) -> str:
@@ -547,8 +575,9 @@ def _check_list(value: object, kind: str, available: str) -> None:
         raise CgroupError(f"Invalid value {value} for cpuset {kind}") from None
     if not wanted <= have:
         noun = "CPUs" if kind == "cpus" else "memory nodes"
-        raise CgroupError(f"Requested {noun} are not available - requested {value}, "
-                          f"available: {available}")
+        raise CgroupError(
+            f"Requested {noun} are not available - requested {value}, available: {available}"
+        )
 
 
 def validate(resources: dict[str, Any] | None, ncpus: int | None = None) -> None:
@@ -566,15 +595,15 @@ def validate(resources: dict[str, Any] | None, ncpus: int | None = None) -> None
     if swap < -1:
         raise CgroupError(f"invalid memory swap limit: {swap} (-1 means unlimited)")
     if limit > 0 and swap > 0 and swap < limit:
-        raise CgroupError("Minimum memoryswap limit should be larger than memory limit, "
-                          "see usage")
+        raise CgroupError("Minimum memoryswap limit should be larger than memory limit, see usage")
     if reservation < 0:
         raise CgroupError(f"invalid memory reservation: {reservation} (must not be negative)")
     if 0 < reservation < MIN_MEMORY:
         raise CgroupError("Minimum memory reservation allowed is 6MB")
     if limit > 0 and reservation > 0 and limit < reservation:
-        raise CgroupError("Minimum memory limit can not be less than memory reservation "
-                          "limit, see usage")
+        raise CgroupError(
+            "Minimum memory limit can not be less than memory reservation limit, see usage"
+        )
     if not isinstance(mem.get("disableOOMKiller", False), bool):
         raise CgroupError(f"invalid disableOOMKiller: {mem['disableOOMKiller']!r}")
 
@@ -583,8 +612,9 @@ def validate(resources: dict[str, Any] | None, ncpus: int | None = None) -> None
         raise CgroupError(f"invalid cpu shares: {cpu['shares']} (must not be negative)")
     period = _int("cpu period", cpu.get("period", 0))
     if period != 0 and not 1000 <= period <= 1000000:
-        raise CgroupError("CPU cfs period can not be less than 1ms (i.e. 1000) "
-                          "or larger than 1s (i.e. 1000000)")
+        raise CgroupError(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+        )
     quota = _int("cpu quota", cpu.get("quota", 0))
     if quota < -1:
         raise CgroupError(f"invalid cpu quota: {quota} (-1 means unlimited)")
@@ -615,8 +645,12 @@ def device_rule(rule: object) -> str:
         raise CgroupError(f"invalid device rule: {rule!r}")
     kind = rule.get("type") or "a"
     access = rule.get("access") or "rwm"
-    if kind not in ("a", "c", "b") or not isinstance(access, str) or \
-            not access or set(access) - set("rwm"):
+    if (
+        kind not in ("a", "c", "b")
+        or not isinstance(access, str)
+        or not access
+        or set(access) - set("rwm")
+    ):
         raise CgroupError(f"invalid device rule: {rule!r}")
     nums = []
     for k in ("major", "minor"):

@@ -96,8 +96,10 @@ def set_blkio_weight(d: str, weight: int) -> None:
         if os.path.exists(os.path.join(d, name)):
             write_value(d, name, weight)
             return
-    raise CgroupError(f"cannot set blkio weight to {weight}: neither blkio.weight nor "
-                      f"blkio.bfq.weight exists ({d})")
+    raise CgroupError(
+        f"cannot set blkio weight to {weight}: neither blkio.weight nor "
+        f"blkio.bfq.weight exists ({d})"
+    )
 
 
 def set_devices(d: str, rules: list[dict[str, Any]]) -> None:
@@ -108,23 +110,29 @@ def set_devices(d: str, rules: list[dict[str, Any]]) -> None:
 
 
 def memory_stats(d: str) -> dict[str, int | None]:
-    return {"usage": parse_int(read_value(d, "memory.usage_in_bytes")),
-            "limit": parse_limit(read_value(d, "memory.limit_in_bytes")),
-            "max_usage": parse_int(read_value(d, "memory.max_usage_in_bytes")),
-            "failcnt": parse_int(read_value(d, "memory.failcnt"))}
+    return {
+        "usage": parse_int(read_value(d, "memory.usage_in_bytes")),
+        "limit": parse_limit(read_value(d, "memory.limit_in_bytes")),
+        "max_usage": parse_int(read_value(d, "memory.max_usage_in_bytes")),
+        "failcnt": parse_int(read_value(d, "memory.failcnt")),
+    }
 
 
 def cpu_stats(cpu: str | None, acct: str | None) -> dict[str, int | None]:
     st = parse_flat_keyed(read_value(cpu, "cpu.stat"))
-    return {"usage_ns": parse_int(read_value(acct, "cpuacct.usage")) or 0,
-            "nr_periods": st.get("nr_periods", 0),
-            "nr_throttled": st.get("nr_throttled", 0),
-            "throttled_ns": st.get("throttled_time", 0)}
+    return {
+        "usage_ns": parse_int(read_value(acct, "cpuacct.usage")) or 0,
+        "nr_periods": st.get("nr_periods", 0),
+        "nr_throttled": st.get("nr_throttled", 0),
+        "throttled_ns": st.get("throttled_time", 0),
+    }
 
 
 def pids_stats(d: str) -> dict[str, int | None]:
-    return {"current": parse_int(read_value(d, "pids.current")) or 0,
-            "limit": parse_limit(read_value(d, "pids.max"))}
+    return {
+        "current": parse_int(read_value(d, "pids.current")) or 0,
+        "limit": parse_limit(read_value(d, "pids.max")),
+    }
 
 
 def oom_kills(d: str) -> int:
@@ -153,14 +161,16 @@ def _set_state(d: str, want: str, timeout: float) -> None:
             write_value(d, "freezer.state", want)
         state = read_value(d, "freezer.state")
         if state is None:
-            raise CgroupError(f"cannot set freezer.state to {want}: "
-                              f"{os.strerror(errno.ENOENT)} ({d})")
+            raise CgroupError(
+                f"cannot set freezer.state to {want}: {os.strerror(errno.ENOENT)} ({d})"
+            )
         if state == want:
             return
         if time.monotonic() > deadline:
             if want == "FROZEN":  # do not leave it half frozen
                 write_value(d, "freezer.state", "THAWED")
-            raise CgroupError(f"cannot set freezer.state to {want}: still {state} after "
-                              f"{timeout:g}s ({d})")
+            raise CgroupError(
+                f"cannot set freezer.state to {want}: still {state} after {timeout:g}s ({d})"
+            )
         tries += 1
         time.sleep(0.005)

@@ -47,8 +47,10 @@ def enable_controller(cgdir: str, base: str, controller: str) -> None:
         if controller in (read_value(d, "cgroup.subtree_control") or "").split():
             continue
         if i == 0:
-            raise CgroupError(f"cgroup v2 controller {controller} is not enabled in "
-                              f"{d}/cgroup.subtree_control (rref does not write there)")
+            raise CgroupError(
+                f"cgroup v2 controller {controller} is not enabled in "
+                f"{d}/cgroup.subtree_control (rref does not write there)"
+            )
         write_value(d, "cgroup.subtree_control", f"+{controller}")
 
 
@@ -59,11 +61,15 @@ def swap_max(swap: int | None, limit: int | None) -> int | None:
     if swap is None or swap == 0 or swap == -1:
         return swap or None
     if not limit or limit < 0:
-        raise CgroupError(f"cannot set memory.swap.max from a memory+swap limit of {swap}: "
-                          "a memory limit is needed too")
+        raise CgroupError(
+            f"cannot set memory.swap.max from a memory+swap limit of {swap}: "
+            "a memory limit is needed too"
+        )
     if swap < limit:
-        raise CgroupError(f"cannot set memory.swap.max: memory+swap limit {swap} is below "
-                          f"the memory limit {limit}")
+        raise CgroupError(
+            f"cannot set memory.swap.max: memory+swap limit {swap} is below "
+            f"the memory limit {limit}"
+        )
     return swap - limit
 
 
@@ -108,29 +114,36 @@ def set_io_weight(d: str, weight: int) -> None:
     elif os.path.exists(os.path.join(d, "io.bfq.weight")):
         write_value(d, "io.bfq.weight", weight)
     else:
-        raise CgroupError(f"cannot set io weight to {weight}: neither io.weight nor "
-                          f"io.bfq.weight exists ({d})")
+        raise CgroupError(
+            f"cannot set io weight to {weight}: neither io.weight nor io.bfq.weight exists ({d})"
+        )
 
 
 def memory_stats(d: str | None) -> dict[str, int | None]:
     events = parse_flat_keyed(read_value(d, "memory.events"))
-    return {"usage": parse_int(read_value(d, "memory.current")),
-            "limit": parse_limit(read_value(d, "memory.max")),
-            "max_usage": parse_int(read_value(d, "memory.peak")),
-            "failcnt": events.get("max")}
+    return {
+        "usage": parse_int(read_value(d, "memory.current")),
+        "limit": parse_limit(read_value(d, "memory.max")),
+        "max_usage": parse_int(read_value(d, "memory.peak")),
+        "failcnt": events.get("max"),
+    }
 
 
 def cpu_stats(d: str | None) -> dict[str, int | None]:
     st = parse_flat_keyed(read_value(d, "cpu.stat"))
-    return {"usage_ns": st.get("usage_usec", 0) * 1000,
-            "nr_periods": st.get("nr_periods", 0),
-            "nr_throttled": st.get("nr_throttled", 0),
-            "throttled_ns": st.get("throttled_usec", 0) * 1000}
+    return {
+        "usage_ns": st.get("usage_usec", 0) * 1000,
+        "nr_periods": st.get("nr_periods", 0),
+        "nr_throttled": st.get("nr_throttled", 0),
+        "throttled_ns": st.get("throttled_usec", 0) * 1000,
+    }
 
 
 def pids_stats(d: str | None) -> dict[str, int | None]:
-    return {"current": parse_int(read_value(d, "pids.current")) or 0,
-            "limit": parse_limit(read_value(d, "pids.max"))}
+    return {
+        "current": parse_int(read_value(d, "pids.current")) or 0,
+        "limit": parse_limit(read_value(d, "pids.max")),
+    }
 
 
 def oom_kills(d: str) -> int:
@@ -157,6 +170,8 @@ def _set_frozen(d: str, want: bool, timeout: float) -> None:
         if time.monotonic() > deadline:
             if want:
                 write_value(d, "cgroup.freeze", 0)
-            raise CgroupError(f"cannot set cgroup.freeze to {int(want)}: cgroup.events "
-                              f"still says frozen {int(not want)} after {timeout:g}s ({d})")
+            raise CgroupError(
+                f"cannot set cgroup.freeze to {int(want)}: cgroup.events "
+                f"still says frozen {int(not want)} after {timeout:g}s ({d})"
+            )
         time.sleep(0.005)

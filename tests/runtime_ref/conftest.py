@@ -31,14 +31,21 @@ class Rref:
         self.root = root
         self.created: list[str] = []
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 60,
-                 input: str | None = None) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([RREF, "--root", self.root, *args], capture_output=True,
-                              text=True, timeout=timeout, input=input,
-                              stdin=None if input is not None else subprocess.DEVNULL)
+    def __call__(
+        self, *args: str, check: bool = True, timeout: float = 60, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [RREF, "--root", self.root, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"rref {' '.join(args)} exited {proc.returncode}: "
-                                 f"{proc.stderr.strip()}")
+            raise AssertionError(
+                f"rref {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}"
+            )
         return proc
 
     def name(self) -> str:
@@ -100,8 +107,9 @@ def snapshot(root: str) -> dict[str, str]:
     return out
 
 
-def one_line_error(p: subprocess.CompletedProcess[str], codes: int | tuple[int, ...],
-                   needle: str) -> None:
+def one_line_error(
+    p: subprocess.CompletedProcess[str], codes: int | tuple[int, ...], needle: str
+) -> None:
     """A refusal: docker's exit code, one `rref: ...` line naming the problem, no traceback."""
     codes = (codes,) if isinstance(codes, int) else codes
     assert p.returncode in codes, (p.returncode, p.stderr)

@@ -36,10 +36,12 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("args", "code", "needle"), CASES,
-                         ids=[" ".join(c[0]) or "no-command" for c in CASES])
-def test_bad_input_is_refused_cleanly(primed: Rref, args: list[str], code: int,
-                                      needle: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "code", "needle"), CASES, ids=[" ".join(c[0]) or "no-command" for c in CASES]
+)
+def test_bad_input_is_refused_cleanly(
+    primed: Rref, args: list[str], code: int, needle: str
+) -> None:
     before = snapshot(primed.root)
     one_line_error(primed(*args, check=False), code, needle)
     assert snapshot(primed.root) == before
@@ -49,8 +51,11 @@ def test_duplicate_name_is_refused(primed: Rref) -> None:
     n = primed.name()
     cid = primed.out("create", "--name", n, "busybox", "true").strip()
     before = snapshot(primed.root)
-    one_line_error(primed("run", "--name", n, "busybox", "true", check=False), 125,
-                   f'The container name "/{n}" is already in use')
+    one_line_error(
+        primed("run", "--name", n, "busybox", "true", check=False),
+        125,
+        f'The container name "/{n}" is already in use',
+    )
     assert snapshot(primed.root) == before
     assert primed.inspect(n, "{{.Id}}") == cid
 
@@ -62,8 +67,9 @@ def test_missing_command_is_refused(primed: Rref) -> None:
 
     store = ImageStore(primed.root)
     base = store.resolve("busybox")
-    store.add_image({**base.config, "config": {"Env": base.config["config"]["Env"]}},
-                    "nocmd:latest")
+    store.add_image(
+        {**base.config, "config": {"Env": base.config["config"]["Env"]}}, "nocmd:latest"
+    )
     before = snapshot(primed.root)
     one_line_error(primed("run", "nocmd", check=False), 125, "no command specified")
     assert snapshot(primed.root) == before

@@ -54,10 +54,16 @@ def test_build_every_instruction(rref: Rref, ctx: Path) -> None:
     out = rref.out("build", "-t", t, "--build-arg", "GREETING=yo", str(ctx))
     assert "Step 14/14 : CMD" in out and f"Successfully tagged {t}" in out
     assert rref.out("run", "--rm", t) == "yo from run\n"
-    check = rref.out("run", "--rm", t, "sh", "-c",
-                     "pwd; id -u; cat /app/hello.txt /app/sub/s.txt /opt/x/in.txt; ls /keys; "
-                     "cat /etc/group 2>&1; stat -c '%a %u' /tmp /tmp/owned; "
-                     "ls /app/secret.key /keys/secret.key 2>&1 | grep -c 'No such'")
+    check = rref.out(
+        "run",
+        "--rm",
+        t,
+        "sh",
+        "-c",
+        "pwd; id -u; cat /app/hello.txt /app/sub/s.txt /opt/x/in.txt; ls /keys; "
+        "cat /etc/group 2>&1; stat -c '%a %u' /tmp /tmp/owned; "
+        "ls /app/secret.key /keys/secret.key 2>&1 | grep -c 'No such'",
+    )
     lines = check.strip().split("\n")
     assert lines[:5] == ["/app", "65534", "hello", "s", "inside"]
     assert lines[5] == "hello.txt"  # `*.txt` does not cross into sub/
@@ -86,24 +92,31 @@ def test_build_cache_is_used_and_invalidated(rref: Rref, ctx: Path) -> None:
 def test_multi_stage_copy_from(rref: Rref, ctx: Path) -> None:
     (ctx / "Dockerfile").write_text(
         "FROM busybox AS builder\nRUN mkdir /out && echo built > /out/artifact\n"
-        "FROM busybox\nCOPY --from=builder /out/artifact /artifact\n")
+        "FROM busybox\nCOPY --from=builder /out/artifact /artifact\n"
+    )
     t = tag()
     rref("build", "-t", t, str(ctx))
     assert rref.out("run", "--rm", t, "cat", "/artifact") == "built\n"
 
 
-@pytest.mark.parametrize(("dockerfile", "needle"), [
-    ("FROM busybox\nRUN exit 3\n", "Dockerfile:2: The command '/bin/sh -c exit 3' returned "
-                                   "a non-zero code: 3"),
-    ("FROM busybox\nFROBNICATE x\n", "Dockerfile:2: unknown instruction: FROBNICATE"),
-    ("FROM nosuchbase\n", "Dockerfile:1: Unable to find image 'nosuchbase:latest'"),
-    ("FROM busybox\nCOPY missing.txt /m\n", "Dockerfile:2: missing.txt: no such file"),
-    ("FROM busybox\nCOPY ../outside /o\n", "Dockerfile:2: forbidden path outside the build"),
-    ("FROM busybox\nADD http://127.0.0.1/x /x\n", "Dockerfile:2: sources from URLs"),
-    ("RUN true\n", "Dockerfile:1: the first instruction must be FROM"),
-])
-def test_build_errors_name_file_and_line(fresh_rref: Rref, ctx: Path, dockerfile: str,
-                                         needle: str) -> None:
+@pytest.mark.parametrize(
+    ("dockerfile", "needle"),
+    [
+        (
+            "FROM busybox\nRUN exit 3\n",
+            "Dockerfile:2: The command '/bin/sh -c exit 3' returned a non-zero code: 3",
+        ),
+        ("FROM busybox\nFROBNICATE x\n", "Dockerfile:2: unknown instruction: FROBNICATE"),
+        ("FROM nosuchbase\n", "Dockerfile:1: Unable to find image 'nosuchbase:latest'"),
+        ("FROM busybox\nCOPY missing.txt /m\n", "Dockerfile:2: missing.txt: no such file"),
+        ("FROM busybox\nCOPY ../outside /o\n", "Dockerfile:2: forbidden path outside the build"),
+        ("FROM busybox\nADD http://127.0.0.1/x /x\n", "Dockerfile:2: sources from URLs"),
+        ("RUN true\n", "Dockerfile:1: the first instruction must be FROM"),
+    ],
+)
+def test_build_errors_name_file_and_line(
+    fresh_rref: Rref, ctx: Path, dockerfile: str, needle: str
+) -> None:
     (ctx / "Dockerfile").write_text(dockerfile)
     p = fresh_rref("build", "-t", tag(), str(ctx), check=False)
     assert p.returncode == 1, p.stderr

@@ -192,8 +192,7 @@ def test_memory_limits_read_back_page_aligned(box: Box) -> None:
     cg = box.cgroup()
     d = cg.v1_dir("memory")
     assert cg.stats()["memory"]["limit"] is None  # a new cgroup is unlimited
-    cg.apply({"memory": {"limit": 100_000_000, "reservation": 50 * MiB,
-                         "disableOOMKiller": True}})
+    cg.apply({"memory": {"limit": 100_000_000, "reservation": 50 * MiB, "disableOOMKiller": True}})
     assert int(read(d, "memory.limit_in_bytes")) == 100_000_000 // PAGE * PAGE
     assert int(read(d, "memory.soft_limit_in_bytes")) == 50 * MiB
     assert parse_flat_keyed(read(d, "memory.oom_control"))["oom_kill_disable"] == 1
@@ -215,15 +214,17 @@ def test_kernel_refusal_names_file_value_and_dir(box: Box) -> None:
     cg = box.cgroup()
     with pytest.raises(CgroupError) as e:
         cg.apply({"cpu": {"quota": 5}})  # validate() refuses this; the kernel does too
-    assert str(e.value) == ("cannot set cpu.cfs_quota_us to 5: Invalid argument "
-                            f"({cg.v1_dir('cpu')})")
+    assert str(e.value) == (
+        f"cannot set cpu.cfs_quota_us to 5: Invalid argument ({cg.v1_dir('cpu')})"
+    )
     d = cg.v1_dir("memory")
     if os.path.exists(os.path.join(d, "memory.memsw.limit_in_bytes")):
         cg.apply({"memory": {"limit": 64 * MiB}})
         with pytest.raises(CgroupError) as e:
             cg.apply({"memory": {"swap": 16 * MiB}})  # memsw below memory
-        assert str(e.value) == (f"cannot set memory.memsw.limit_in_bytes to {16 * MiB}: "
-                                f"Invalid argument ({d})")
+        assert str(e.value) == (
+            f"cannot set memory.memsw.limit_in_bytes to {16 * MiB}: Invalid argument ({d})"
+        )
 
 
 def test_oom_kill_is_reported(box: Box) -> None:
@@ -359,13 +360,16 @@ def test_kill_all_thaws_a_frozen_v1_cgroup(box: Box) -> None:
 
 def test_device_rules_v1(box: Box) -> None:
     cg = box.cgroup()
-    cg.apply({"devices": [{"allow": False, "access": "rwm"},
-                          {"allow": True, "type": "c", "major": 1, "minor": 3,
-                           "access": "rwm"},
-                          {"allow": True, "type": "c", "major": 136, "minor": None,
-                           "access": "rw"}]})
-    assert read(cg.v1_dir("devices"), "devices.list").splitlines() == [
-        "c 1:3 rwm", "c 136:* rw"]
+    cg.apply(
+        {
+            "devices": [
+                {"allow": False, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 136, "minor": None, "access": "rw"},
+            ]
+        }
+    )
+    assert read(cg.v1_dir("devices"), "devices.list").splitlines() == ["c 1:3 rwm", "c 136:* rw"]
 
     def opener(w: int) -> None:
         out = []
@@ -386,8 +390,10 @@ def test_device_rules_v1(box: Box) -> None:
 def test_blkio_weight_v1(box: Box) -> None:
     cg = box.cgroup()
     d = cg.v1_dir("blkio")
-    name = next((n for n in ("blkio.weight", "blkio.bfq.weight")
-                 if os.path.exists(os.path.join(d, n))), None)
+    name = next(
+        (n for n in ("blkio.weight", "blkio.bfq.weight") if os.path.exists(os.path.join(d, n))),
+        None,
+    )
     if name is None:
         with pytest.raises(CgroupError, match=r"neither blkio\.weight nor blkio\.bfq\.weight"):
             cg.apply({"blockIO": {"weight": 300}})
@@ -407,8 +413,9 @@ def test_missing_optional_files_on_a_plain_directory(tmp_path: os.PathLike[str])
     assert not os.path.exists(os.path.join(d, "memory.memsw.limit_in_bytes"))
     with pytest.raises(CgroupError) as e:
         cg.apply({"blockIO": {"weight": 300}})
-    assert str(e.value) == ("cannot set blkio weight to 300: neither blkio.weight nor "
-                            f"blkio.bfq.weight exists ({d})")
+    assert str(e.value) == (
+        f"cannot set blkio weight to 300: neither blkio.weight nor blkio.bfq.weight exists ({d})"
+    )
 
 
 def test_update_validates_before_writing(box: Box) -> None:
@@ -431,8 +438,9 @@ def test_nested_create_fills_v1_cpuset_at_every_level(box: Box) -> None:
     lay = v1_only()
     if not any("cpuset" in h.controllers for h in lay.hierarchies):
         pytest.skip("no v1 cpuset hierarchy")
-    cg = box.cgroup(Layout([h for h in lay.hierarchies if "cpuset" in h.controllers],
-                           lay.own), sub="rref-inner")
+    cg = box.cgroup(
+        Layout([h for h in lay.hierarchies if "cpuset" in h.controllers], lay.own), sub="rref-inner"
+    )
     d = cg.v1_dir("cpuset")
     assert d is not None
     parent = os.path.dirname(d)
@@ -510,8 +518,10 @@ def test_v2_missing_controllers_are_clear_errors(box: Box) -> None:
     if "hugetlb" in have and "hugetlb" not in before.split():
         with pytest.raises(CgroupError) as e:
             cgv2.enable_controller(u, root, "hugetlb")
-        assert str(e.value) == (f"cgroup v2 controller hugetlb is not enabled in "
-                                f"{root}/cgroup.subtree_control (rref does not write there)")
+        assert str(e.value) == (
+            f"cgroup v2 controller hugetlb is not enabled in "
+            f"{root}/cgroup.subtree_control (rref does not write there)"
+        )
     assert read(root, "cgroup.subtree_control") == before
     assert read(parent, "cgroup.subtree_control") == ""
 
@@ -547,12 +557,20 @@ def test_only_our_own_ancestors_count_as_ours() -> None:
 
 
 def test_v2_parsers_on_literal_text() -> None:
-    cpu_stat = ("usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 10\n"
-                "nr_throttled 4\nthrottled_usec 2500\nnr_bursts 0\nburst_usec 0\n")
+    cpu_stat = (
+        "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 10\n"
+        "nr_throttled 4\nthrottled_usec 2500\nnr_bursts 0\nburst_usec 0\n"
+    )
     assert parse_flat_keyed(cpu_stat)["throttled_usec"] == 2500
     events = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n"
-    assert parse_flat_keyed(events) == {"low": 0, "high": 0, "max": 12, "oom": 2,
-                                        "oom_kill": 1, "oom_group_kill": 0}
+    assert parse_flat_keyed(events) == {
+        "low": 0,
+        "high": 0,
+        "max": 12,
+        "oom": 2,
+        "oom_kill": 1,
+        "oom_group_kill": 0,
+    }
     assert parse_flat_keyed("populated 1\nfrozen 0\n") == {"populated": 1, "frozen": 0}
     assert parse_flat_keyed("some avg10=0.00 avg60=0.00\n\nbad\n") == {}
     assert parse_limit("max\n") is None
@@ -586,36 +604,51 @@ def _online(path: str) -> str:
         return f.read().strip()
 
 
-@pytest.mark.parametrize(("resources", "message"), [
-    ({"memory": {"limit": 6 * MiB - 1}}, "Minimum memory limit allowed is 6MB"),
-    ({"memory": {"limit": -1}}, "Minimum memory limit allowed is 6MB"),
-    ({"memory": {"limit": 64 * MiB, "swap": 32 * MiB}},
-     "Minimum memoryswap limit should be larger than memory limit, see usage"),
-    ({"memory": {"swap": -2}}, "invalid memory swap limit: -2 (-1 means unlimited)"),
-    ({"memory": {"reservation": -1}}, "invalid memory reservation: -1 (must not be negative)"),
-    ({"memory": {"reservation": 1024}}, "Minimum memory reservation allowed is 6MB"),
-    ({"memory": {"limit": 8 * MiB, "reservation": 16 * MiB}},
-     "Minimum memory limit can not be less than memory reservation limit, see usage"),
-    ({"memory": {"limit": "64m"}}, "invalid memory limit: '64m' is not an integer"),
-    ({"memory": {"disableOOMKiller": 1}}, "invalid disableOOMKiller: 1"),
-    ({"cpu": {"quota": 999}}, "CPU cfs quota can not be less than 1ms (i.e. 1000)"),
-    ({"cpu": {"quota": -2}}, "invalid cpu quota: -2 (-1 means unlimited)"),
-    ({"cpu": {"period": 999}},
-     "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"),
-    ({"cpu": {"period": 1000001}},
-     "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"),
-    ({"cpu": {"shares": -1}}, "invalid cpu shares: -1 (must not be negative)"),
-    ({"cpu": {"cpus": "0-"}}, "Invalid value 0- for cpuset cpus"),
-    ({"cpu": {"cpus": "1-0"}}, "Invalid value 1-0 for cpuset cpus"),
-    ({"cpu": {"mems": "x"}}, "Invalid value x for cpuset mems"),
-    ({"blockIO": {"weight": 5}}, "Range of blkio weight is from 10 to 1000"),
-    ({"blockIO": {"weight": 1001}}, "Range of blkio weight is from 10 to 1000"),
-    ({"pids": {"limit": True}}, "invalid pids limit: True is not an integer"),
-    ({"devices": [{"allow": True, "type": "x", "access": "rwm"}]},
-     "invalid device rule: {'allow': True, 'type': 'x', 'access': 'rwm'}"),
-    ({"devices": [{"allow": True, "type": "c", "major": 1, "access": "rwx"}]},
-     "invalid device rule: {'allow': True, 'type': 'c', 'major': 1, 'access': 'rwx'}"),
-])
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        ({"memory": {"limit": 6 * MiB - 1}}, "Minimum memory limit allowed is 6MB"),
+        ({"memory": {"limit": -1}}, "Minimum memory limit allowed is 6MB"),
+        (
+            {"memory": {"limit": 64 * MiB, "swap": 32 * MiB}},
+            "Minimum memoryswap limit should be larger than memory limit, see usage",
+        ),
+        ({"memory": {"swap": -2}}, "invalid memory swap limit: -2 (-1 means unlimited)"),
+        ({"memory": {"reservation": -1}}, "invalid memory reservation: -1 (must not be negative)"),
+        ({"memory": {"reservation": 1024}}, "Minimum memory reservation allowed is 6MB"),
+        (
+            {"memory": {"limit": 8 * MiB, "reservation": 16 * MiB}},
+            "Minimum memory limit can not be less than memory reservation limit, see usage",
+        ),
+        ({"memory": {"limit": "64m"}}, "invalid memory limit: '64m' is not an integer"),
+        ({"memory": {"disableOOMKiller": 1}}, "invalid disableOOMKiller: 1"),
+        ({"cpu": {"quota": 999}}, "CPU cfs quota can not be less than 1ms (i.e. 1000)"),
+        ({"cpu": {"quota": -2}}, "invalid cpu quota: -2 (-1 means unlimited)"),
+        (
+            {"cpu": {"period": 999}},
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        ),
+        (
+            {"cpu": {"period": 1000001}},
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        ),
+        ({"cpu": {"shares": -1}}, "invalid cpu shares: -1 (must not be negative)"),
+        ({"cpu": {"cpus": "0-"}}, "Invalid value 0- for cpuset cpus"),
+        ({"cpu": {"cpus": "1-0"}}, "Invalid value 1-0 for cpuset cpus"),
+        ({"cpu": {"mems": "x"}}, "Invalid value x for cpuset mems"),
+        ({"blockIO": {"weight": 5}}, "Range of blkio weight is from 10 to 1000"),
+        ({"blockIO": {"weight": 1001}}, "Range of blkio weight is from 10 to 1000"),
+        ({"pids": {"limit": True}}, "invalid pids limit: True is not an integer"),
+        (
+            {"devices": [{"allow": True, "type": "x", "access": "rwm"}]},
+            "invalid device rule: {'allow': True, 'type': 'x', 'access': 'rwm'}",
+        ),
+        (
+            {"devices": [{"allow": True, "type": "c", "major": 1, "access": "rwx"}]},
+            "invalid device rule: {'allow': True, 'type': 'c', 'major': 1, 'access': 'rwx'}",
+        ),
+    ],
+)
 def test_validate_refuses(resources: dict[str, object], message: str) -> None:
     with pytest.raises(CgroupError) as e:
         validate(resources)
@@ -630,26 +663,43 @@ def test_validate_refuses_cpus_and_nodes_that_do_not_exist() -> None:
     n = max(parse_cpuset(online)) + 1
     with pytest.raises(CgroupError) as e:
         validate({"cpu": {"cpus": f"0,{n}"}})
-    assert str(e.value) == (f"Requested CPUs are not available - requested 0,{n}, "
-                            f"available: {online}")
+    assert str(e.value) == (
+        f"Requested CPUs are not available - requested 0,{n}, available: {online}"
+    )
     nodes = _online("/sys/devices/system/node/online")
     m = max(parse_cpuset(nodes)) + 1
     with pytest.raises(CgroupError) as e:
         validate({"cpu": {"mems": str(m)}})
-    assert str(e.value) == (f"Requested memory nodes are not available - requested {m}, "
-                            f"available: {nodes}")
+    assert str(e.value) == (
+        f"Requested memory nodes are not available - requested {m}, available: {nodes}"
+    )
 
 
 def test_validate_accepts() -> None:
-    for ok in (None, {}, {"memory": {"limit": 6 * MiB, "swap": -1, "reservation": 6 * MiB,
-                                     "disableOOMKiller": False}},
-               {"memory": {"limit": 64 * MiB, "swap": 64 * MiB}, "pids": {"limit": -1}},
-               {"cpu": {"quota": -1, "period": 1000000, "shares": 2, "cpus": "0", "mems": "0"}},
-               {"cpu": {"quota": 1000, "period": 1000, "cpus": ""}},
-               {"blockIO": {"weight": 10}}, {"blockIO": {"weight": 1000}}, {"pids": {"limit": 0}},
-               {"devices": [{"allow": False, "access": "rwm"},
-                            {"allow": True, "type": "b", "major": 8, "minor": None,
-                             "access": "r"}]}):
+    for ok in (
+        None,
+        {},
+        {
+            "memory": {
+                "limit": 6 * MiB,
+                "swap": -1,
+                "reservation": 6 * MiB,
+                "disableOOMKiller": False,
+            }
+        },
+        {"memory": {"limit": 64 * MiB, "swap": 64 * MiB}, "pids": {"limit": -1}},
+        {"cpu": {"quota": -1, "period": 1000000, "shares": 2, "cpus": "0", "mems": "0"}},
+        {"cpu": {"quota": 1000, "period": 1000, "cpus": ""}},
+        {"blockIO": {"weight": 10}},
+        {"blockIO": {"weight": 1000}},
+        {"pids": {"limit": 0}},
+        {
+            "devices": [
+                {"allow": False, "access": "rwm"},
+                {"allow": True, "type": "b", "major": 8, "minor": None, "access": "r"},
+            ]
+        },
+    ):
         validate(ok)
     validate({"cpu": {"cpus": "0-1"}}, ncpus=2)
 
@@ -663,9 +713,12 @@ def test_errors_are_one_line_runtime_failures() -> None:
 
 
 def test_driver_imports_stay_lean() -> None:
-    code = ("import sys; before = set(sys.modules); "
-            "import runtime_ref.cgroups, runtime_ref.cgroups.v1, runtime_ref.cgroups.v2; "
-            "print(' '.join(sorted(set(sys.modules) - before)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    code = (
+        "import sys; before = set(sys.modules); "
+        "import runtime_ref.cgroups, runtime_ref.cgroups.v1, runtime_ref.cgroups.v2; "
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert not {"typing", "dataclasses", "signal", "contextlib"} & set(out), out

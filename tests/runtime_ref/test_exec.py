@@ -32,18 +32,38 @@ def test_exec_joins_the_container_cgroup(rref: Rref) -> None:
     import json
 
     paths = json.loads(procs)
-    with open(os.path.join(paths["unified"] if "unified" in paths
-                           else next(iter(paths.values())), "cgroup.procs")) as f:
+    with open(
+        os.path.join(
+            paths["unified"] if "unified" in paths else next(iter(paths.values())), "cgroup.procs"
+        )
+    ) as f:
         members = f.read().split()
     assert str(pid) in members
     assert inner_pid != "1"
 
 
 def test_exec_sees_hostname_rootfs_env_and_workdir(rref: Rref) -> None:
-    cid = rref.run_d("--hostname", "exec-host", "-e", "ONE=1", "-w", "/srv", "busybox",
-                     "sh", "-c", "echo made > /srv/file; sleep 60")
-    out = rref.out("exec", "-e", "TWO=2", cid, "sh", "-c",
-                   "hostname; echo $ONE$TWO; pwd; cat /srv/file; echo $$")
+    cid = rref.run_d(
+        "--hostname",
+        "exec-host",
+        "-e",
+        "ONE=1",
+        "-w",
+        "/srv",
+        "busybox",
+        "sh",
+        "-c",
+        "echo made > /srv/file; sleep 60",
+    )
+    out = rref.out(
+        "exec",
+        "-e",
+        "TWO=2",
+        cid,
+        "sh",
+        "-c",
+        "hostname; echo $ONE$TWO; pwd; cat /srv/file; echo $$",
+    )
     lines = out.strip().split("\n")
     assert lines[:4] == ["exec-host", "12", "/srv", "made"]
     assert lines[4] != "1"  # a new process in the container's pid namespace
@@ -78,5 +98,10 @@ def test_exec_as_other_user(rref: Rref) -> None:
 def test_exec_detached_keeps_running(rref: Rref) -> None:
     cid = rref.run_d("busybox", "sleep", "60")
     rref("exec", "-d", cid, "sh", "-c", "sleep 1; touch /done")
-    rref("exec", cid, "sh", "-c", "for i in $(seq 50); do [ -e /done ] && exit 0; "
-                                  "sleep 0.1; done; exit 1")
+    rref(
+        "exec",
+        cid,
+        "sh",
+        "-c",
+        "for i in $(seq 50); do [ -e /done ] && exit 0; sleep 0.1; done; exit 1",
+    )

@@ -17,8 +17,9 @@ from conftest import Rref
 
 def layer_tar_of(rref: Rref, image: str) -> tarfile.TarFile:
     """The top layer of `image`, as the tar the store keeps (its sha256 is the diff_id)."""
-    diff_ids = json.loads(rref.out("inspect", "--type", "image", "-f",
-                                   "{{json .RootFS.Layers}}", image))
+    diff_ids = json.loads(
+        rref.out("inspect", "--type", "image", "-f", "{{json .RootFS.Layers}}", image)
+    )
     path = Path(rref.root, "image", "layers", diff_ids[-1][7:], "layer.tar")
     data = path.read_bytes()
     assert "sha256:" + hashlib.sha256(data).hexdigest() == diff_ids[-1]
@@ -35,8 +36,9 @@ def sha(path: Path) -> str:
 
 
 def test_writes_copy_up_and_never_touch_the_lower_layer(rref: Rref) -> None:
-    cid = rref.run_d("busybox", "sh", "-c", "echo extra >> /etc/passwd; chmod 600 /etc/group; "
-                                            "sleep 60")
+    cid = rref.run_d(
+        "busybox", "sh", "-c", "echo extra >> /etc/passwd; chmod 600 /etc/group; sleep 60"
+    )
     rref("exec", cid, "true")
     low, upper = lower_dir(rref, cid), Path(rref.inspect(cid, "{{.GraphDriver.Data.UpperDir}}"))
     assert "extra" not in (low / "etc/passwd").read_text()  # OVL-01
@@ -49,8 +51,7 @@ def test_writes_copy_up_and_never_touch_the_lower_layer(rref: Rref) -> None:
 
 
 def test_delete_leaves_a_whiteout_and_rmdir_mkdir_makes_opaque(rref: Rref) -> None:
-    cid = rref.run_d("busybox", "sh", "-c", "rm /etc/group; rm -rf /home; mkdir /home; "
-                                            "sleep 60")
+    cid = rref.run_d("busybox", "sh", "-c", "rm /etc/group; rm -rf /home; mkdir /home; sleep 60")
     rref("exec", cid, "true")
     upper = Path(rref.inspect(cid, "{{.GraphDriver.Data.UpperDir}}"))
     st = os.lstat(upper / "etc/group")
@@ -69,9 +70,16 @@ def test_two_containers_of_one_image_are_isolated(rref: Rref) -> None:
 
 def test_commit_is_an_oci_changeset(rref: Rref) -> None:
     n = rref.name()
-    rref("run", "--name", n, "busybox", "sh", "-c",
-         "rm /etc/group; rm -rf /home; mkdir /home; touch /home/new; echo x > /added; "
-         "echo y > /etc/hostname; echo 1.2.3.4 h >> /etc/hosts")
+    rref(
+        "run",
+        "--name",
+        n,
+        "busybox",
+        "sh",
+        "-c",
+        "rm /etc/group; rm -rf /home; mkdir /home; touch /home/new; echo x > /added; "
+        "echo y > /etc/hostname; echo 1.2.3.4 h >> /etc/hosts",
+    )
     image = f"rref-t-{uuid.uuid4().hex[:8]}:c"
     rref("commit", n, image)
     tf = layer_tar_of(rref, image)
@@ -85,18 +93,31 @@ def test_commit_is_an_oci_changeset(rref: Rref) -> None:
         assert not any(k.startswith("SCHILY.xattr.trusted.overlay") for k in m.pax_headers)
     # INIT-02/03: the per-container files never travel
     assert not {"etc/hostname", "etc/hosts", "etc/resolv.conf"} & set(names)
-    out = rref.out("run", "--rm", "--hostname", "fresh", image, "sh", "-c",
-                   "cat /added; cat /etc/hostname; grep -c 1.2.3.4 /etc/hosts; "
-                   "cat /etc/group 2>&1; ls /home")
+    out = rref.out(
+        "run",
+        "--rm",
+        "--hostname",
+        "fresh",
+        image,
+        "sh",
+        "-c",
+        "cat /added; cat /etc/hostname; grep -c 1.2.3.4 /etc/hosts; cat /etc/group 2>&1; ls /home",
+    )
     assert out.split("\n")[:3] == ["x", "fresh", "0"]
     assert "No such file or directory" in out and out.strip().endswith("new")
 
 
 def test_init_layer_files_exist_and_are_writable(rref: Rref) -> None:
     cid = rref.run_d("--hostname", "inity", "busybox", "sleep", "60")
-    out = rref.out("exec", cid, "sh", "-c", "cat /etc/hostname; grep -c localhost /etc/hosts; "
-                                            "test -f /etc/resolv.conf && echo rc; "
-                                            "echo '10.9.9.9 x' >> /etc/hosts && echo wrote")
+    out = rref.out(
+        "exec",
+        cid,
+        "sh",
+        "-c",
+        "cat /etc/hostname; grep -c localhost /etc/hosts; "
+        "test -f /etc/resolv.conf && echo rc; "
+        "echo '10.9.9.9 x' >> /etc/hosts && echo wrote",
+    )
     assert out.split() == ["inity", "2", "rc", "wrote"]
     diff = rref.out("diff", cid)
     assert "/etc/hosts" not in diff and "/etc/hostname" not in diff
@@ -106,13 +127,19 @@ def test_init_layer_files_exist_and_are_writable(rref: Rref) -> None:
 
 def test_hardlinks_and_ownership_survive_commit(rref: Rref) -> None:
     n = rref.name()
-    rref("run", "--name", n, "busybox", "sh", "-c",
-         "mkdir /data; echo hl > /data/a; ln /data/a /data/b; chown 1000:2000 /data/a; "
-         "chmod 4755 /data/a")
+    rref(
+        "run",
+        "--name",
+        n,
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /data; echo hl > /data/a; ln /data/a /data/b; chown 1000:2000 /data/a; "
+        "chmod 4755 /data/a",
+    )
     image = f"rref-t-{uuid.uuid4().hex[:8]}:hl"
     rref("commit", n, image)
-    out = rref.out("run", "--rm", image, "sh", "-c",
-                   "stat -c '%i %u %g %a %h' /data/a /data/b")
+    out = rref.out("run", "--rm", image, "sh", "-c", "stat -c '%i %u %g %a %h' /data/a /data/b")
     a, b = out.strip().split("\n")
     assert a == b  # same inode: still one file with two names
     assert a.split()[1:] == ["1000", "2000", "4755", "2"]  # OVL-10
@@ -120,13 +147,21 @@ def test_hardlinks_and_ownership_survive_commit(rref: Rref) -> None:
 
 def test_renamed_lower_directory_commits_exactly(rref: Rref) -> None:
     n = rref.name()
-    rref("run", "--name", n, "busybox", "sh", "-c",
-         "mkdir -p /srv/old/sub && echo deep > /srv/old/sub/f")
+    rref(
+        "run",
+        "--name",
+        n,
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /srv/old/sub && echo deep > /srv/old/sub/f",
+    )
     base = f"rref-t-{uuid.uuid4().hex[:8]}:base"
     rref("commit", n, base)
     m = rref.name()
-    out = rref.out("run", "--name", m, base, "sh", "-c",
-                   "mv /srv/old /srv/new && echo moved; ls /srv")
+    out = rref.out(
+        "run", "--name", m, base, "sh", "-c", "mv /srv/old /srv/new && echo moved; ls /srv"
+    )
     assert "moved" in out  # busybox mv falls back to copy + delete on EXDEV (OVL-07)
     image = f"rref-t-{uuid.uuid4().hex[:8]}:mv"
     rref("commit", m, image)
@@ -136,8 +171,17 @@ def test_renamed_lower_directory_commits_exactly(rref: Rref) -> None:
 
 def test_volume_data_stays_out_of_diff_and_commit(rref: Rref, tmp_path: Path) -> None:
     n = rref.name()
-    rref("run", "--name", n, "-v", f"{tmp_path}:/data", "busybox", "sh", "-c",
-         "echo secret > /data/v; echo kept > /kept")
+    rref(
+        "run",
+        "--name",
+        n,
+        "-v",
+        f"{tmp_path}:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo secret > /data/v; echo kept > /kept",
+    )
     assert (tmp_path / "v").read_text() == "secret\n"
     diff = rref.out("diff", n).split("\n")
     assert "A /kept" in diff and not any(d.startswith(("A /data/", "C /data/")) for d in diff)
@@ -162,8 +206,23 @@ def test_commit_changes_and_message(rref: Rref) -> None:
     n = rref.name()
     rref("run", "--name", n, "busybox", "sh", "-c", "echo hello > /msg")
     image = f"rref-t-{uuid.uuid4().hex[:8]}:ch"
-    rref("commit", "-m", "with changes", "-c", 'CMD ["cat", "/msg"]', "-c", "ENV A=1",
-         "-c", "WORKDIR /tmp", "-c", "LABEL k=v", "-c", "EXPOSE 80", n, image)
+    rref(
+        "commit",
+        "-m",
+        "with changes",
+        "-c",
+        'CMD ["cat", "/msg"]',
+        "-c",
+        "ENV A=1",
+        "-c",
+        "WORKDIR /tmp",
+        "-c",
+        "LABEL k=v",
+        "-c",
+        "EXPOSE 80",
+        n,
+        image,
+    )
     assert rref.out("run", "--rm", image) == "hello\n"
     assert rref.out("run", "--rm", image, "sh", "-c", "echo $A; pwd") == "1\n/tmp\n"
     cfg = json.loads(rref.out("inspect", "--type", "image", "-f", "{{json .Config}}", image))
@@ -195,30 +254,50 @@ def _tar_bytes(entries: list[tuple[str, bytes | None, bytes]]) -> bytes:
 def test_import_converts_whiteouts_and_runs(rref: Rref, tmp_path: Path) -> None:
     busybox = Path("/bin/busybox").read_bytes()
     tar = tmp_path / "rootfs.tar"
-    tar.write_bytes(_tar_bytes([("bin", None, b""), ("bin/busybox", busybox, b""),
-                                ("bin/sh", None, b"busybox"), ("etc", None, b""),
-                                ("etc/.wh.gone", b"", b""), ("etc/motd", b"hi\n", b"")]))
+    tar.write_bytes(
+        _tar_bytes(
+            [
+                ("bin", None, b""),
+                ("bin/busybox", busybox, b""),
+                ("bin/sh", None, b"busybox"),
+                ("etc", None, b""),
+                ("etc/.wh.gone", b"", b""),
+                ("etc/motd", b"hi\n", b""),
+            ]
+        )
+    )
     os.chmod(tar, 0o644)
     image = f"rref-t-{uuid.uuid4().hex[:8]}:imp"
     iid = rref.out("import", "-c", 'CMD ["/bin/sh"]', str(tar), image).strip()
     assert iid.startswith("sha256:")
-    layer = Path(rref.root, "image", "layers",
-                 json.loads(rref.out("inspect", "--type", "image", "-f",
-                                     "{{json .RootFS.Layers}}", image))[0][7:], "diff")
+    layer = Path(
+        rref.root,
+        "image",
+        "layers",
+        json.loads(rref.out("inspect", "--type", "image", "-f", "{{json .RootFS.Layers}}", image))[
+            0
+        ][7:],
+        "diff",
+    )
     st = os.lstat(layer / "etc/gone")
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0  # OVL-09: .wh. back to a whiteout
     os.chmod(layer / "bin/busybox", 0o755)
     assert rref.out("run", "--rm", image, "/bin/busybox", "cat", "/etc/motd") == "hi\n"
 
 
-@pytest.mark.parametrize("entries", [
-    [("../escape", b"x", b"")],
-    [("/abs/file", b"x", b"")],
-    [("link", None, b"/tmp"), ("link/evil", b"x", b"")],
-    [("dir", None, b""), ("dir/.wh.", b"", b"")],
-], ids=["dotdot", "absolute", "through-symlink", "bare-whiteout"])
-def test_import_refuses_escaping_tars(rref: Rref, tmp_path: Path,
-                                      entries: list[tuple[str, bytes | None, bytes]]) -> None:
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [("../escape", b"x", b"")],
+        [("/abs/file", b"x", b"")],
+        [("link", None, b"/tmp"), ("link/evil", b"x", b"")],
+        [("dir", None, b""), ("dir/.wh.", b"", b"")],
+    ],
+    ids=["dotdot", "absolute", "through-symlink", "bare-whiteout"],
+)
+def test_import_refuses_escaping_tars(
+    rref: Rref, tmp_path: Path, entries: list[tuple[str, bytes | None, bytes]]
+) -> None:
     before_images = rref.out("images", "-q", "-a")
     layers_dir = Path(rref.root, "image", "layers")
     before_layers = sorted(os.listdir(layers_dir))

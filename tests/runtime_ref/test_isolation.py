@@ -46,8 +46,9 @@ def test_default_hostname_is_short_id(rref: Rref) -> None:
 
 def test_hostname_change_stays_inside(rref: Rref) -> None:
     host = os.uname().nodename
-    out = sh(rref, "hostname changed-inside && hostname", "--hostname", "box1",
-             "--cap-add", "SYS_ADMIN")
+    out = sh(
+        rref, "hostname changed-inside && hostname", "--hostname", "box1", "--cap-add", "SYS_ADMIN"
+    )
     assert out.strip() == "changed-inside"
     assert os.uname().nodename == host
 
@@ -62,8 +63,12 @@ def test_two_containers_have_independent_hostnames(rref: Rref) -> None:
 
 
 def test_network_none_has_only_lo_and_it_is_up(rref: Rref) -> None:
-    out = sh(rref, "ls /sys/class/net; cat /sys/class/net/lo/operstate; "
-                   "ip -o link 2>/dev/null | wc -l", "--network", "none")
+    out = sh(
+        rref,
+        "ls /sys/class/net; cat /sys/class/net/lo/operstate; ip -o link 2>/dev/null | wc -l",
+        "--network",
+        "none",
+    )
     lines = out.split()
     assert lines[0] == "lo"
     assert lines[1] in ("unknown", "up")  # lo reports "unknown" when up
@@ -81,8 +86,14 @@ def _host_mounts() -> list[str]:
 
 
 def test_mounts_inside_are_invisible_on_host(rref: Rref) -> None:
-    cid = rref.run_d("--cap-add", "SYS_ADMIN", "busybox", "sh", "-c",
-                     "mkdir -p /mnt/x && mount -t tmpfs rref-inner /mnt/x && sleep 60")
+    cid = rref.run_d(
+        "--cap-add",
+        "SYS_ADMIN",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /mnt/x && mount -t tmpfs rref-inner /mnt/x && sleep 60",
+    )
     inside = rref.out("exec", cid, "cat", "/proc/self/mountinfo")
     assert " /mnt/x " in inside  # the mount really happened, inside
     host = _host_mounts()
@@ -94,8 +105,11 @@ def test_mounts_inside_are_invisible_on_host(rref: Rref) -> None:
 def test_old_root_is_gone(rref: Rref) -> None:
     # the state root exists on the host, under /tmp; inside, / is the image
     assert os.path.isdir(rref.root)
-    out = sh(rref, f"test -e {rref.root} && echo visible; cd /../../..; pwd; "
-                   "grep -c . /proc/self/mountinfo; awk '$5==\"/\"' /proc/self/mountinfo")
+    out = sh(
+        rref,
+        f"test -e {rref.root} && echo visible; cd /../../..; pwd; "
+        "grep -c . /proc/self/mountinfo; awk '$5==\"/\"' /proc/self/mountinfo",
+    )
     lines = out.strip().split("\n")
     assert "visible" not in lines
     assert lines[0] == "/"
@@ -104,8 +118,11 @@ def test_old_root_is_gone(rref: Rref) -> None:
 
 
 def test_proc_is_fresh_for_the_pid_namespace(rref: Rref) -> None:
-    out = sh(rref, "cat /proc/1/cmdline | tr '\\0' ' '; echo; readlink /proc/self/ns/pid; "
-                   "grep ' /proc ' /proc/self/mountinfo")
+    out = sh(
+        rref,
+        "cat /proc/1/cmdline | tr '\\0' ' '; echo; readlink /proc/self/ns/pid; "
+        "grep ' /proc ' /proc/self/mountinfo",
+    )
     cmd, nsl, mnt = out.strip().split("\n")[:3]
     assert cmd.startswith("sh -c")
     assert nsl != os.readlink("/proc/self/ns/pid")
@@ -153,11 +170,28 @@ def test_writable_rootfs_by_default(rref: Rref) -> None:
 
 
 def test_minimal_dev(rref: Rref) -> None:
-    out = sh(rref, "ls /dev | sort | tr '\\n' ' '; echo; head -c 4 /dev/zero | wc -c; "
-                   "echo x > /dev/full; echo full=$?")
+    out = sh(
+        rref,
+        "ls /dev | sort | tr '\\n' ' '; echo; head -c 4 /dev/zero | wc -c; "
+        "echo x > /dev/full; echo full=$?",
+    )
     names = set(out.split("\n")[0].split())
-    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue",
-            "ptmx", "fd", "stdin", "stdout", "stderr"} <= names
+    assert {
+        "null",
+        "zero",
+        "full",
+        "random",
+        "urandom",
+        "tty",
+        "pts",
+        "shm",
+        "mqueue",
+        "ptmx",
+        "fd",
+        "stdin",
+        "stdout",
+        "stderr",
+    } <= names
     assert "sda" not in names and "kmsg" not in names and "mem" not in names
     assert "full=1" in out
 
@@ -190,11 +224,25 @@ def test_user_switch(rref: Rref) -> None:
 
 def test_env_and_workdir(rref: Rref) -> None:
     os.environ["RREF_TEST_PASSTHROUGH"] = "from-host"
-    out = sh(rref, "echo $FOO; echo $RREF_TEST_PASSTHROUGH; pwd; echo $HOSTNAME; echo $PATH",
-             "-e", "FOO=bar", "-e", "RREF_TEST_PASSTHROUGH", "-w", "/work/dir",
-             "--hostname", "envhost")
-    assert out.split("\n")[:5] == ["bar", "from-host", "/work/dir", "envhost",
-                                   "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    out = sh(
+        rref,
+        "echo $FOO; echo $RREF_TEST_PASSTHROUGH; pwd; echo $HOSTNAME; echo $PATH",
+        "-e",
+        "FOO=bar",
+        "-e",
+        "RREF_TEST_PASSTHROUGH",
+        "-w",
+        "/work/dir",
+        "--hostname",
+        "envhost",
+    )
+    assert out.split("\n")[:5] == [
+        "bar",
+        "from-host",
+        "/work/dir",
+        "envhost",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ]
 
 
 def test_cgroup_namespace_root(rref: Rref) -> None:

@@ -60,8 +60,9 @@ def _unmount_below(d: Path) -> None:
 
 
 @contextmanager
-def overlay(root: Path, lowers: list[Path], upper: Path | None = None,
-            opts: str = "") -> Iterator[Path]:
+def overlay(
+    root: Path, lowers: list[Path], upper: Path | None = None, opts: str = ""
+) -> Iterator[Path]:
     """Mount an overlay (read-only if no upper) on a fresh dir under `root`."""
     merged = root / f"merged-{uuid.uuid4().hex[:6]}"
     merged.mkdir()
@@ -72,8 +73,11 @@ def overlay(root: Path, lowers: list[Path], upper: Path | None = None,
         o += f",upperdir={upper},workdir={work}"
     if opts:
         o += "," + opts
-    subprocess.run(["mount", "-t", "overlay", "rref-layers-test", "-o", o, str(merged)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "overlay", "rref-layers-test", "-o", o, str(merged)],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield merged
     finally:
@@ -100,10 +104,16 @@ def snapshot(root: Path) -> dict[str, Any]:
                 body = st.st_rdev
             else:
                 body = None
-            xattrs = {} if stat.S_ISLNK(m) else {
-                n: os.getxattr(p, n) for n in os.listxattr(p)}
-            out[rel] = (stat.S_IFMT(m), stat.S_IMODE(m), st.st_uid, st.st_gid,
-                        int(st.st_mtime), body, xattrs)
+            xattrs = {} if stat.S_ISLNK(m) else {n: os.getxattr(p, n) for n in os.listxattr(p)}
+            out[rel] = (
+                stat.S_IFMT(m),
+                stat.S_IMODE(m),
+                st.st_uid,
+                st.st_gid,
+                int(st.st_mtime),
+                body,
+                xattrs,
+            )
     out[".hardlinks"] = sorted(sorted(v) for v in inodes.values() if len(v) > 1)
     return out
 
@@ -137,13 +147,18 @@ def f(name: str, data: bytes = b"", **kw: Any) -> dict[str, Any]:
 
 
 def ln(name: str, target: str, hard: bool = False) -> dict[str, Any]:
-    return {"name": name, "type": tarfile.LNKTYPE if hard else tarfile.SYMTYPE,
-            "link": target, "mode": 0o777}
+    return {
+        "name": name,
+        "type": tarfile.LNKTYPE if hard else tarfile.SYMTYPE,
+        "link": target,
+        "mode": 0o777,
+    }
 
 
 def xattrs(p: Path) -> dict[str, bytes]:
-    return {n: os.getxattr(p, n, follow_symlinks=False)
-            for n in os.listxattr(p, follow_symlinks=False)}
+    return {
+        n: os.getxattr(p, n, follow_symlinks=False) for n in os.listxattr(p, follow_symlinks=False)
+    }
 
 
 def members(data: bytes) -> dict[str, tarfile.TarInfo]:
@@ -169,13 +184,17 @@ def test_apply_tar_round_trip(tmp: Path) -> None:
         ln("dir/hard", "dir/file", hard=True),
         {"name": "dir/fifo", "type": tarfile.FIFOTYPE, "mode": 0o620, **own},
         {"name": "dir/null", "type": tarfile.CHRTYPE, "mode": 0o666, "dev": (1, 3)},
-        f("dir/x", b"x", pax={
-            "SCHILY.xattr.user.note": "v1",
-            "SCHILY.xattr.user.bin": b"\xff\x00\xfe".decode("utf-8", "surrogateescape"),
-            "SCHILY.xattr.security.capability":
-                CAP_NET_BIND.decode("utf-8", "surrogateescape"),
-            "SCHILY.xattr.security.selinux": "system_u:object_r:bin_t:s0",
-            "SCHILY.xattr.trusted.overlay.opaque": "y"}),
+        f(
+            "dir/x",
+            b"x",
+            pax={
+                "SCHILY.xattr.user.note": "v1",
+                "SCHILY.xattr.user.bin": b"\xff\x00\xfe".decode("utf-8", "surrogateescape"),
+                "SCHILY.xattr.security.capability": CAP_NET_BIND.decode("utf-8", "surrogateescape"),
+                "SCHILY.xattr.security.selinux": "system_u:object_r:bin_t:s0",
+                "SCHILY.xattr.trusted.overlay.opaque": "y",
+            },
+        ),
         d("tmp", mode=0o1777),
         f(".wh.gone"),
         f("sub/.wh..wh..opq"),  # sub has no entry of its own yet
@@ -196,11 +215,19 @@ def test_apply_tar_round_trip(tmp: Path) -> None:
     assert xattrs(dest / "sub") == {OPQ: b"y"}
     assert (dest / "sub/kept").read_bytes() == b"k"
     st = os.stat(dest / "dir")
-    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime) == (0o750, 1000, 1000,
-                                                                              T0 + 1)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime) == (
+        0o750,
+        1000,
+        1000,
+        T0 + 1,
+    )
     st = os.stat(dest / "dir/file")
-    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime) == (0o640, 1000, 1000,
-                                                                              T0 + 2)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime) == (
+        0o640,
+        1000,
+        1000,
+        T0 + 2,
+    )
     assert st.st_ino == os.stat(dest / "dir/hard").st_ino and st.st_nlink == 2
     assert stat.S_IMODE(os.stat(dest / "dir/suid").st_mode) == 0o4755
     assert os.readlink(dest / "dir/link") == "../../etc/passwd"
@@ -209,8 +236,11 @@ def test_apply_tar_round_trip(tmp: Path) -> None:
     assert stat.S_ISFIFO(fifo.st_mode) and stat.S_IMODE(fifo.st_mode) == 0o620
     assert fifo.st_uid == 1000
     assert os.lstat(dest / "dir/null").st_rdev == os.makedev(1, 3)
-    assert xattrs(dest / "dir/x") == {"user.note": b"v1", "user.bin": b"\xff\x00\xfe",
-                                      "security.capability": CAP_NET_BIND}
+    assert xattrs(dest / "dir/x") == {
+        "user.note": b"v1",
+        "user.bin": b"\xff\x00\xfe",
+        "security.capability": CAP_NET_BIND,
+    }
     assert stat.S_IMODE(os.stat(dest / "tmp").st_mode) == 0o1777
     assert (dest / "dotted").read_bytes() == b"."
     assert (dest / "dir/replaced").read_bytes() == b"second"
@@ -222,10 +252,22 @@ def test_apply_tar_round_trip(tmp: Path) -> None:
 def test_apply_tar_same_layer_whiteouts_and_merges(tmp: Path) -> None:
     dest = tmp / "layer"
     dest.mkdir()
-    apply_tar(tar_of(d("a", mode=0o700), f("a/1"), d("a", mode=0o711), f("a/2"),
-                     f(".wh.b"), d("b"), f("b/new"),  # re-created over its whiteout
-                     d("c"), f(".wh.c"),  # a whiteout for a dir of this layer
-                     f("e"), d("e")), str(dest))  # a dir replacing a file
+    apply_tar(
+        tar_of(
+            d("a", mode=0o700),
+            f("a/1"),
+            d("a", mode=0o711),
+            f("a/2"),
+            f(".wh.b"),
+            d("b"),
+            f("b/new"),  # re-created over its whiteout
+            d("c"),
+            f(".wh.c"),  # a whiteout for a dir of this layer
+            f("e"),
+            d("e"),
+        ),
+        str(dest),
+    )  # a dir replacing a file
     assert sorted(os.listdir(dest / "a")) == ["1", "2"]
     assert stat.S_IMODE(os.stat(dest / "a").st_mode) == 0o711
     assert xattrs(dest / "b") == {OPQ: b"y"} and os.listdir(dest / "b") == ["new"]
@@ -249,23 +291,39 @@ def _reject_cases(canary: str) -> list[tuple[str, list[dict[str, Any]], str, boo
     return [
         ("file-through-symlink", [ln("evil", canary), f("evil/file", b"x")], "evil/file", True),
         ("dir-through-symlink", [ln("evil", canary), d("evil/sub")], "evil/sub", True),
-        ("hardlink-through-symlink", [f("t"), ln("evil", canary), ln("evil/h", "t", True)],
-         "evil/h", True),
+        (
+            "hardlink-through-symlink",
+            [f("t"), ln("evil", canary), ln("evil/h", "t", True)],
+            "evil/h",
+            True,
+        ),
         ("dotdot", [f("../x", b"x")], "../x", True),
         ("dotdot-inside", [f("a/../../x", b"x")], "a/../../x", True),
         ("absolute", [f("/abs", b"x")], "/abs", True),
         ("hardlink-dotdot", [ln("h", "../../etc/passwd", True)], "h", True),
         ("hardlink-absolute", [ln("h", "/etc/passwd", True)], "h", True),
         ("hardlink-missing", [ln("h", "nowhere", True)], "h", True),
-        ("hardlink-via-symlink-target", [ln("evil", canary), ln("h", "evil/file", True)],
-         "h", True),
+        (
+            "hardlink-via-symlink-target",
+            [ln("evil", canary), ln("h", "evil/file", True)],
+            "h",
+            True,
+        ),
         ("bare-whiteout", [f(".wh.")], ".wh.", True),
         ("whiteout-dotdot", [f("ok/.wh...")], "ok/.wh...", True),
         ("whiteout-as-dir", [f(".wh.x/y")], ".wh.x/y", True),
-        ("device-not-allowed", [{"name": "null", "type": tarfile.CHRTYPE, "dev": (1, 3)}],
-         "null", False),
-        ("block-not-allowed", [{"name": "sda", "type": tarfile.BLKTYPE, "dev": (8, 0)}],
-         "sda", False),
+        (
+            "device-not-allowed",
+            [{"name": "null", "type": tarfile.CHRTYPE, "dev": (1, 3)}],
+            "null",
+            False,
+        ),
+        (
+            "block-not-allowed",
+            [{"name": "sda", "type": tarfile.BLKTYPE, "dev": (8, 0)}],
+            "sda",
+            False,
+        ),
         ("char-0-0", [{"name": "wh", "type": tarfile.CHRTYPE, "dev": (0, 0)}], "wh", True),
         ("nul-in-name", [f("a\x00b", b"x", pax={"path": "a\x00b"})], "a\x00b", True),
     ]
@@ -281,8 +339,14 @@ def test_apply_tar_rejects(tmp: Path, case: str) -> None:
     dest.mkdir(mode=0o755)
     os.utime(dest, (T0, T0))
     before = sorted(os.listdir(canary)), sorted(os.listdir(tmp))
-    valid = [d("./", mode=0o700), f(".wh..wh..opq"), d("ok", uid=5), f("ok/file", b"data"),
-             f(".wh.w"), ln("ok/sym", "/etc")]
+    valid = [
+        d("./", mode=0o700),
+        f(".wh..wh..opq"),
+        d("ok", uid=5),
+        f("ok/file", b"data"),
+        f(".wh.w"),
+        ln("ok/sym", "/etc"),
+    ]
     with pytest.raises(LayerError) as ei:
         apply_tar(tar_of(*valid, *bad), str(dest), allow_devices=allow)
     msg = str(ei.value)
@@ -308,7 +372,7 @@ def test_apply_tar_rejects_a_corrupt_stream_and_leaves_dest_empty(tmp: Path) -> 
     with pytest.raises(LayerError, match="invalid tar header at byte 5632"):
         apply_tar(io.BytesIO(bytes(bad)), str(dest))  # tarfile alone would just stop there
     assert os.listdir(dest) == []
-    apply_tar(io.BytesIO(raw[:512 + 5120 + 1024]), str(dest))  # no end-of-archive blocks
+    apply_tar(io.BytesIO(raw[: 512 + 5120 + 1024]), str(dest))  # no end-of-archive blocks
     assert sorted(os.listdir(dest)) == ["a", "b"]
     shutil.rmtree(dest)
     dest.mkdir()
@@ -386,8 +450,9 @@ def test_write_tree_round_trips_through_apply_tar_and_gnu_tar(tmp: Path) -> None
     with open(tmp / "rref-tree.tar", "rb") as fh:
         apply_tar(fh, str(copy))
     assert snapshot(copy) == snapshot(tree)
-    listing = subprocess.run(["tar", "-tf", str(tmp / "rref-tree.tar")], check=True,
-                             capture_output=True).stdout.decode("utf-8", "surrogateescape")
+    listing = subprocess.run(
+        ["tar", "-tf", str(tmp / "rref-tree.tar")], check=True, capture_output=True
+    ).stdout.decode("utf-8", "surrogateescape")
     assert "bin/busybox" in listing.split("\n") and "etc/" in listing.split("\n")
     raw = (tmp / "rref-tree.tar").read_bytes()
     copy2 = tmp / "copy2"
@@ -404,9 +469,21 @@ def test_apply_tar_reads_gnu_tar_archives(tmp: Path, fmt: str) -> None:
     tree = tmp / "tree"
     _sample_tree(tree)
     os.setxattr(tree / "etc", "user.k", b"v")
-    subprocess.run(["tar", f"--format={fmt}", "--xattrs", "--xattrs-include=user.*",
-                    "--numeric-owner", "-cf", str(tmp / "rref-gnu.tar"), "-C", str(tree), "."],
-                   check=True)
+    subprocess.run(
+        [
+            "tar",
+            f"--format={fmt}",
+            "--xattrs",
+            "--xattrs-include=user.*",
+            "--numeric-owner",
+            "-cf",
+            str(tmp / "rref-gnu.tar"),
+            "-C",
+            str(tree),
+            ".",
+        ],
+        check=True,
+    )
     copy = tmp / "copy"
     copy.mkdir()
     with open(tmp / "rref-gnu.tar", "rb") as fh:
@@ -421,11 +498,22 @@ def _lower(root: Path) -> Path:
     lower = root / "lower"
     for p in ("etc", "d_opq/sub", "keep", "old/nest", "x/y"):
         (lower / p).mkdir(parents=True)
-    for p, body in (("etc/conf", "conf"), ("f_mod", "mod"), ("f_chmod", "chmod"),
-                    ("f_del", "del"), ("hl_src", "hl"), ("d_opq/old1", "1"),
-                    ("d_opq/old2", "2"), ("d_opq/sub/deep", "deep"), ("keep/k1", "k"),
-                    ("old/a", "a"), ("old/b", "b"), ("old/nest/c", "c"), ("x/y/z", "z"),
-                    ("big", "B" * 100_000)):
+    for p, body in (
+        ("etc/conf", "conf"),
+        ("f_mod", "mod"),
+        ("f_chmod", "chmod"),
+        ("f_del", "del"),
+        ("hl_src", "hl"),
+        ("d_opq/old1", "1"),
+        ("d_opq/old2", "2"),
+        ("d_opq/sub/deep", "deep"),
+        ("keep/k1", "k"),
+        ("old/a", "a"),
+        ("old/b", "b"),
+        ("old/nest/c", "c"),
+        ("x/y/z", "z"),
+        ("big", "B" * 100_000),
+    ):
         (lower / p).write_text(body)
     os.chown(lower / "keep/k1", 1000, 1000)
     os.chown(lower / "f_chmod", 1000, 1000)
@@ -487,10 +575,24 @@ def test_changeset_of_a_real_overlay_reproduces_the_tree(tmp: Path) -> None:
     assert _reapply(tmp, cs, lower) == want
 
     assert changes(str(upper), lowers=[str(lower)]) == [
-        ("C", "/d_opq"), ("A", "/d_opq/new"), ("C", "/d_opq/old1"), ("D", "/d_opq/old2"),
-        ("D", "/d_opq/sub"), ("C", "/etc"), ("C", "/etc/conf"), ("C", "/f_chmod"),
-        ("D", "/f_del"), ("C", "/f_mod"), ("A", "/hl_dst"), ("C", "/hl_src"), ("A", "/new"),
-        ("A", "/new/a"), ("A", "/new/b"), ("A", "/new/fifo"), ("A", "/new/sym")]
+        ("C", "/d_opq"),
+        ("A", "/d_opq/new"),
+        ("C", "/d_opq/old1"),
+        ("D", "/d_opq/old2"),
+        ("D", "/d_opq/sub"),
+        ("C", "/etc"),
+        ("C", "/etc/conf"),
+        ("C", "/f_chmod"),
+        ("D", "/f_del"),
+        ("C", "/f_mod"),
+        ("A", "/hl_dst"),
+        ("C", "/hl_src"),
+        ("A", "/new"),
+        ("A", "/new/a"),
+        ("A", "/new/b"),
+        ("A", "/new/fifo"),
+        ("A", "/new/sym"),
+    ]
 
 
 def test_redirect_dir_rename_reproduces_the_tree(tmp: Path) -> None:
@@ -560,7 +662,11 @@ def test_exclude_leaves_out_mount_points_and_their_contents(tmp: Path) -> None:
     assert not [n for n in ms if n.endswith(".wh..wh..opq")]
     assert "data" not in members(_changeset(upper, exclude=excl))
     assert changes(str(upper), lowers=[str(lower)], exclude=excl) == [
-        ("C", "/etc"), ("C", "/keep"), ("A", "/real"), ("A", "/vol")]
+        ("C", "/etc"),
+        ("C", "/keep"),
+        ("A", "/real"),
+        ("A", "/vol"),
+    ]
 
 
 def test_changeset_of_a_hand_made_upper_and_hashing_writer(tmp: Path) -> None:

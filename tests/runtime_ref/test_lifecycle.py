@@ -17,8 +17,10 @@ def state_of(rref: Rref, cid: str) -> dict[str, object]:
 
 def test_exit_code_passes_through(rref: Rref) -> None:
     for code in (0, 1, 3, 42):
-        assert rref("run", "--rm", "busybox", "sh", "-c", f"exit {code}",
-                    check=False).returncode == code
+        assert (
+            rref("run", "--rm", "busybox", "sh", "-c", f"exit {code}", check=False).returncode
+            == code
+        )
 
 
 def test_killed_by_signal_is_128_plus_n(rref: Rref) -> None:
@@ -32,8 +34,10 @@ def test_killed_by_signal_is_128_plus_n(rref: Rref) -> None:
 
 def test_init_ignores_sigkill_from_inside(rref: Rref) -> None:
     # the kernel shields a pid namespace's init from signals sent inside it
-    assert rref("run", "--rm", "busybox", "sh", "-c", "kill -9 $$; exit 5",
-                check=False).returncode == 5
+    assert (
+        rref("run", "--rm", "busybox", "sh", "-c", "kill -9 $$; exit 5", check=False).returncode
+        == 5
+    )
 
 
 def test_command_not_found_is_127_and_not_executable_is_126(rref: Rref) -> None:
@@ -126,8 +130,9 @@ def test_create_then_start(fresh_rref: Rref) -> None:
 
 
 def test_stop_sends_sigterm_first(rref: Rref) -> None:
-    cid = rref.run_d("busybox", "sh", "-c", "trap 'echo got-term; exit 0' TERM; "
-                                            "while true; do sleep 0.1; done")
+    cid = rref.run_d(
+        "busybox", "sh", "-c", "trap 'echo got-term; exit 0' TERM; while true; do sleep 0.1; done"
+    )
     time.sleep(0.3)
     t = time.time()
     rref("stop", "-t", "10", cid)
@@ -225,8 +230,15 @@ def test_ps_reconciles_a_lost_container(rref: Rref) -> None:
 
 def test_restart_of_exited_container_keeps_its_layer(rref: Rref) -> None:
     n = rref.name()
-    rref("run", "--name", n, "busybox", "sh", "-c", "echo $((1 + $(cat /n 2>/dev/null || "
-                                                   "echo 0))) > /n; cat /n")
+    rref(
+        "run",
+        "--name",
+        n,
+        "busybox",
+        "sh",
+        "-c",
+        "echo $((1 + $(cat /n 2>/dev/null || echo 0))) > /n; cat /n",
+    )
     rref("start", "-a", n)
     assert rref.out("logs", n).split() == ["1", "2"]
 

@@ -77,16 +77,25 @@ t.join()
 sys.stdout.buffer.write(bytes(buf))
 """
 
-CONFIGURE_INSIDE = ("import sys; from runtime_ref.network import configure_inside; "
-                    "configure_inside(sys.argv[1], sys.argv[2], int(sys.argv[3]))")
+CONFIGURE_INSIDE = (
+    "import sys; from runtime_ref.network import configure_inside; "
+    "configure_inside(sys.argv[1], sys.argv[2], int(sys.argv[3]))"
+)
 
 
 def run(*argv: str, input: bytes | None = None, timeout: float = 20) -> str:
-    p = subprocess.run(argv, capture_output=True, input=input, timeout=timeout, env=ENV,
-                       stdin=None if input is not None else subprocess.DEVNULL)
+    p = subprocess.run(
+        argv,
+        capture_output=True,
+        input=input,
+        timeout=timeout,
+        env=ENV,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
     if p.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} exited {p.returncode}: "
-                             f"{p.stderr.decode(errors='replace').strip()}")
+        raise AssertionError(
+            f"{' '.join(argv)} exited {p.returncode}: {p.stderr.decode(errors='replace').strip()}"
+        )
     return p.stdout.decode(errors="replace")
 
 
@@ -142,8 +151,7 @@ class Lab:
         name = f"conform-t{self.tag}-{suffix}"
         self.namespaces.append(name)
         run("ip", "netns", "add", name)
-        p = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "60"],
-                             stdin=subprocess.DEVNULL)
+        p = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "60"], stdin=subprocess.DEVNULL)
         self.procs.append(p)
         want = os.stat(f"/run/netns/{name}").st_ino
         deadline = time.monotonic() + 5
@@ -154,9 +162,13 @@ class Lab:
 
     def server(self, ns: str, ip: str, port: int, conns: int = 1) -> subprocess.Popen[bytes]:
         """An echo server in `ns`, once it is listening."""
-        p = subprocess.Popen(["ip", "netns", "exec", ns, PY, "-c", ECHO_SERVER, ip, str(port),
-                              str(conns)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env=ENV)
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", ns, PY, "-c", ECHO_SERVER, ip, str(port), str(conns)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=ENV,
+        )
         self.procs.append(p)
         assert p.stdout is not None
         ready, _, _ = select.select([p.stdout], [], [], 10)
@@ -234,8 +246,9 @@ def test_bridge_ensure_is_idempotent_and_adds_only_the_subnet_route(lab: Lab) ->
 def test_bridge_refuses_overlaps_bad_names_and_subnets(lab: Lab) -> None:
     br = lab.make_bridge()
     other = Bridge(f"rref-u{lab.tag}", br.subnet)
-    with pytest.raises(NetworkError, match=f"subnet {br.subnet} overlaps {br.gateway}/24 on "
-                                           f"{br.name}"):
+    with pytest.raises(
+        NetworkError, match=f"subnet {br.subnet} overlaps {br.gateway}/24 on {br.name}"
+    ):
         other.ensure()
     assert other.name not in host_links()
     for name, subnet, msg in [
@@ -270,8 +283,18 @@ def test_two_namespaces_talk_over_the_bridge(lab: Lab) -> None:
     # B: host side only, then the in-namespace half runs inside B, as a container init would
     b = attach(lab.cid(), pid_b, br, lab.state_dir)
     assert b["PeerIfname"].startswith("rrefc") and "eth0" not in ns_links(ns_b)
-    run("ip", "netns", "exec", ns_b, PY, "-c", CONFIGURE_INSIDE, b["PeerIfname"],
-        b["IPAddress"], str(b["IPPrefixLen"]))
+    run(
+        "ip",
+        "netns",
+        "exec",
+        ns_b,
+        PY,
+        "-c",
+        CONFIGURE_INSIDE,
+        b["PeerIfname"],
+        b["IPAddress"],
+        str(b["IPPrefixLen"]),
+    )
 
     assert a["IPAddress"] != b["IPAddress"]
     for r in (a, b):
@@ -295,8 +318,12 @@ def test_two_namespaces_talk_over_the_bridge(lab: Lab) -> None:
 
     lab.server(ns_b, b["IPAddress"], 8000)
     payload = secrets.token_bytes(200_000)
-    out = subprocess.run(["ip", "netns", "exec", ns_a, PY, "-c", CLIENT, b["IPAddress"], "8000"],
-                         input=payload, capture_output=True, timeout=20)
+    out = subprocess.run(
+        ["ip", "netns", "exec", ns_a, PY, "-c", CLIENT, b["IPAddress"], "8000"],
+        input=payload,
+        capture_output=True,
+        timeout=20,
+    )
     assert out.returncode == 0, out.stderr.decode()
     assert out.stdout == payload
 
@@ -404,8 +431,12 @@ def test_ipam_concurrent_processes_get_distinct_addresses(tmp_path: Path) -> Non
         "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
         "print(' '.join(ipam.allocate(f'{sys.argv[3]}-{i}') for i in range(20)))\n"
     )
-    procs = [subprocess.Popen([PY, "-c", script, str(tmp_path), str(go), f"p{n}"],
-                              stdout=subprocess.PIPE, env=ENV) for n in range(8)]
+    procs = [
+        subprocess.Popen(
+            [PY, "-c", script, str(tmp_path), str(go), f"p{n}"], stdout=subprocess.PIPE, env=ENV
+        )
+        for n in range(8)
+    ]
     try:
         time.sleep(0.3)  # let them all reach the starting line
         go.touch()
@@ -465,6 +496,7 @@ class Loop:
 def roundtrip(port: int, payload: bytes, host: str = "127.0.0.1") -> bytes:
     c = socket.create_connection((host, port), timeout=10)
     with c:
+
         def send() -> None:
             c.sendall(payload)
             c.shutdown(socket.SHUT_WR)
@@ -592,37 +624,43 @@ def test_port_proxy_to_a_namespace_on_the_bridge(lab: Lab) -> None:
         loop.close()
 
 
-@pytest.mark.parametrize("spec,want", [
-    ("127.0.0.1:8080:80", ("127.0.0.1", 8080, 80, "tcp")),
-    ("127.0.0.1::80", ("127.0.0.1", 0, 80, "tcp")),
-    ("8080:80", ("127.0.0.1", 8080, 80, "tcp")),
-    ("80/tcp", ("127.0.0.1", 0, 80, "tcp")),
-    ("80", ("127.0.0.1", 0, 80, "tcp")),
-    ("127.0.0.5:9000:9000/TCP", ("127.0.0.5", 9000, 9000, "tcp")),
-    ("[::1]:8080:80", ("::1", 8080, 80, "tcp")),
-    ("[::1]::80/tcp", ("::1", 0, 80, "tcp")),
-])
+@pytest.mark.parametrize(
+    "spec,want",
+    [
+        ("127.0.0.1:8080:80", ("127.0.0.1", 8080, 80, "tcp")),
+        ("127.0.0.1::80", ("127.0.0.1", 0, 80, "tcp")),
+        ("8080:80", ("127.0.0.1", 8080, 80, "tcp")),
+        ("80/tcp", ("127.0.0.1", 0, 80, "tcp")),
+        ("80", ("127.0.0.1", 0, 80, "tcp")),
+        ("127.0.0.5:9000:9000/TCP", ("127.0.0.5", 9000, 9000, "tcp")),
+        ("[::1]:8080:80", ("::1", 8080, 80, "tcp")),
+        ("[::1]::80/tcp", ("::1", 0, 80, "tcp")),
+    ],
+)
 def test_parse_publish(spec: str, want: tuple[str, int, int, str]) -> None:
     assert parse_publish(spec) == want
 
 
-@pytest.mark.parametrize("spec,msg", [
-    ("0.0.0.0:8080:80", r"cannot publish on 0\.0\.0\.0: only loopback publishing is supported"),
-    ("192.0.2.2::80", "only loopback publishing is supported"),
-    ("[::]:8080:80", "cannot publish on ::: only loopback"),
-    ("8080:80/udp", "udp port publishing is not supported"),
-    ("53/udp", "udp port publishing is not supported"),
-    ("80/sctp", "sctp port publishing is not supported"),
-    ("80/icmp", "invalid protocol 'icmp'"),
-    ("8000-8010:80", "port ranges are not supported"),
-    ("70000:80", "invalid host port '70000'"),
-    ("8080:0", "invalid container port '0'"),
-    ("8080:http", "invalid container port 'http'"),
-    ("", "invalid container port ''"),
-    ("localhost:8080:80", "invalid host IP 'localhost'"),
-    ("::1:8080:80", "IPv6 addresses in brackets"),
-    ("[::1]:80", "want \\[IP\\]:HOSTPORT:CTRPORT"),
-])
+@pytest.mark.parametrize(
+    "spec,msg",
+    [
+        ("0.0.0.0:8080:80", r"cannot publish on 0\.0\.0\.0: only loopback publishing is supported"),
+        ("192.0.2.2::80", "only loopback publishing is supported"),
+        ("[::]:8080:80", "cannot publish on ::: only loopback"),
+        ("8080:80/udp", "udp port publishing is not supported"),
+        ("53/udp", "udp port publishing is not supported"),
+        ("80/sctp", "sctp port publishing is not supported"),
+        ("80/icmp", "invalid protocol 'icmp'"),
+        ("8000-8010:80", "port ranges are not supported"),
+        ("70000:80", "invalid host port '70000'"),
+        ("8080:0", "invalid container port '0'"),
+        ("8080:http", "invalid container port 'http'"),
+        ("", "invalid container port ''"),
+        ("localhost:8080:80", "invalid host IP 'localhost'"),
+        ("::1:8080:80", "IPv6 addresses in brackets"),
+        ("[::1]:80", "want \\[IP\\]:HOSTPORT:CTRPORT"),
+    ],
+)
 def test_parse_publish_errors(spec: str, msg: str) -> None:
     with pytest.raises(NetworkError, match=msg) as e:
         parse_publish(spec)

@@ -23,23 +23,26 @@ import pytest
 from conftest import RREF, Rref, snapshot
 
 PODMAN = "/usr/bin/podman"
-PODMAN_RUN = ["--network", "none", "--ulimit", "nofile=1024:1024",
-              "--ulimit", "nproc=1024:1024"]
+PODMAN_RUN = ["--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
 
-def image_cmd(r: Rref, *args: str, check: bool = True,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def image_cmd(
+    r: Rref, *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """save/load/pull/push through the `rref` CLI (a longer timeout than the default)."""
     return r(*args, check=check, timeout=timeout)
 
 
-def podman(*args: str, check: bool = True, timeout: float = 120
-           ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([PODMAN, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+def podman(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [PODMAN, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)} exited {proc.returncode}: "
-                             f"{proc.stderr.strip()}")
+        raise AssertionError(
+            f"podman {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}"
+        )
     return proc
 
 
@@ -59,6 +62,7 @@ needs_podman = pytest.mark.skipif(not os.path.exists(PODMAN), reason="podman is 
 
 
 # -- rref -> podman ---------------------------------------------------------------
+
 
 @needs_podman
 def test_rref_save_loads_and_runs_in_podman(rref: Rref, workdir: str) -> None:
@@ -119,6 +123,7 @@ def archive_whiteouts(path: str) -> list[str]:
 
 # -- podman -> rref ---------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def podman_image() -> Iterator[str]:
     """localhost/conform-interop-<id>:t: an imported busybox root plus a committed
@@ -141,8 +146,16 @@ def podman_image() -> Iterator[str]:
         with tarfile.open(rootfs, "w") as tf:
             tf.add(tree, ".")
         podman("import", "--change", 'CMD ["sh"]', rootfs, base)
-        podman("run", "--name", ctr, *PODMAN_RUN, base, "sh", "-c",
-               "echo hello > /hello && rm /etc/conform-lower")
+        podman(
+            "run",
+            "--name",
+            ctr,
+            *PODMAN_RUN,
+            base,
+            "sh",
+            "-c",
+            "echo hello > /hello && rm /etc/conform-lower",
+        )
         podman("commit", "-q", ctr, image)
         yield image
     finally:
@@ -153,8 +166,9 @@ def podman_image() -> Iterator[str]:
 
 @needs_podman
 @pytest.mark.parametrize("fmt", ["oci-archive", "docker-archive"])
-def test_podman_save_loads_and_runs_in_rref(fresh_rref: Rref, podman_image: str,
-                                            workdir: str, fmt: str) -> None:
+def test_podman_save_loads_and_runs_in_rref(
+    fresh_rref: Rref, podman_image: str, workdir: str, fmt: str
+) -> None:
     archive = os.path.join(workdir, f"conform-{fmt}.tar")
     podman("save", "--format", fmt, "-o", archive, podman_image)
     assert any(n.endswith(".wh.conform-lower") for n in archive_whiteouts(archive))
@@ -163,8 +177,14 @@ def test_podman_save_loads_and_runs_in_rref(fresh_rref: Rref, podman_image: str,
     assert f"Loaded image: {short}" in p.stdout.splitlines(), p.stdout
     assert fresh_rref.out("run", "--rm", short, "cat", "/hello") == "hello\n"
     # the whiteout of the upper layer hides the lower layer's file
-    p = fresh_rref("run", "--rm", short, "sh", "-c",
-                   "cat /etc/conform-keep; test -e /etc/conform-lower && echo present; ls /etc")
+    p = fresh_rref(
+        "run",
+        "--rm",
+        short,
+        "sh",
+        "-c",
+        "cat /etc/conform-keep; test -e /etc/conform-lower && echo present; ls /etc",
+    )
     assert p.stdout.splitlines()[0] == "kept", p.stdout
     assert "present" not in p.stdout and "conform-lower" not in p.stdout, p.stdout
     assert ".wh." not in p.stdout
@@ -176,6 +196,7 @@ def test_podman_save_loads_and_runs_in_rref(fresh_rref: Rref, podman_image: str,
 
 
 # -- rref -> rref -----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def good_archive(state_root: str) -> Iterator[bytes]:
@@ -191,8 +212,9 @@ def good_archive(state_root: str) -> Iterator[bytes]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def test_round_trip_tar_and_directory(rref: Rref, fresh_rref: Rref, good_archive: bytes,
-                                      workdir: str) -> None:
+def test_round_trip_tar_and_directory(
+    rref: Rref, fresh_rref: Rref, good_archive: bytes, workdir: str
+) -> None:
     path = os.path.join(workdir, "conform-good.tar")
     with open(path, "wb") as f:
         f.write(good_archive)
@@ -213,8 +235,7 @@ def test_round_trip_tar_and_directory(rref: Rref, fresh_rref: Rref, good_archive
 def rewrite(src: bytes, change: object) -> bytes:
     """A copy of a tar with `change(info, data) -> [(info, data), ...]` applied per entry."""
     out = io.BytesIO()
-    with tarfile.open(fileobj=io.BytesIO(src)) as tin, tarfile.open(fileobj=out,
-                                                                    mode="w") as tout:
+    with tarfile.open(fileobj=io.BytesIO(src)) as tin, tarfile.open(fileobj=out, mode="w") as tout:
         for m in tin.getmembers():
             data = tin.extractfile(m).read() if m.isfile() else None  # type: ignore[union-attr]
             for info, body in change(m, data):  # type: ignore[operator]
@@ -235,12 +256,13 @@ def _layer_blob(src: bytes) -> str:
 def _flip_layer(m: tarfile.TarInfo, data: bytes | None, layer: str) -> list:
     if m.name == layer and data:
         mid = len(data) // 2
-        data = data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1:]
+        data = data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1 :]
     return [(m, data)]
 
 
-def _extra(m: tarfile.TarInfo, data: bytes | None, extra: tarfile.TarInfo,
-           body: bytes | None) -> list:
+def _extra(
+    m: tarfile.TarInfo, data: bytes | None, extra: tarfile.TarInfo, body: bytes | None
+) -> list:
     return [(m, data)] + ([(extra, body)] if m.name == "index.json" else [])
 
 
@@ -251,27 +273,47 @@ def _symlink(name: str, target: str) -> tarfile.TarInfo:
 
 
 BAD = {
-    "layer-digest-mismatch": (lambda src: (lambda m, d: _flip_layer(m, d, _layer_blob(src))),
-                              "digest mismatch"),
-    "traversal": (lambda src: (lambda m, d: _extra(m, d, tarfile.TarInfo("../x"), b"x")),
-                  "unsafe path"),
-    "absolute-path": (lambda src: (lambda m, d: _extra(m, d, tarfile.TarInfo("/etc/x"),
-                                                       b"x")), "unsafe path"),
-    "missing-blob": (lambda src: (lambda m, d: [] if m.name == _layer_blob(src)
-                                  else [(m, d)]), "missing blob"),
-    "bad-json": (lambda src: (lambda m, d: [(m, b"{not json" if m.name == "index.json"
-                                             else d)]), "bad JSON"),
-    "link-escape": (lambda src: (
-        lambda m, d: [(_symlink(m.name, "../../../etc/passwd"), None)]
-        if m.name == _layer_blob(src) else [(m, d)]), "unsafe link"),
-    "unknown-entry": (lambda src: (lambda m, d: _extra(m, d, tarfile.TarInfo("blobs/x/y/z"),
-                                                       b"x")), "unexpected entry"),
+    "layer-digest-mismatch": (
+        lambda src: lambda m, d: _flip_layer(m, d, _layer_blob(src)),
+        "digest mismatch",
+    ),
+    "traversal": (
+        lambda src: lambda m, d: _extra(m, d, tarfile.TarInfo("../x"), b"x"),
+        "unsafe path",
+    ),
+    "absolute-path": (
+        lambda src: lambda m, d: _extra(m, d, tarfile.TarInfo("/etc/x"), b"x"),
+        "unsafe path",
+    ),
+    "missing-blob": (
+        lambda src: lambda m, d: [] if m.name == _layer_blob(src) else [(m, d)],
+        "missing blob",
+    ),
+    "bad-json": (
+        lambda src: lambda m, d: [(m, b"{not json" if m.name == "index.json" else d)],
+        "bad JSON",
+    ),
+    "link-escape": (
+        lambda src: (
+            lambda m, d: (
+                [(_symlink(m.name, "../../../etc/passwd"), None)]
+                if m.name == _layer_blob(src)
+                else [(m, d)]
+            )
+        ),
+        "unsafe link",
+    ),
+    "unknown-entry": (
+        lambda src: lambda m, d: _extra(m, d, tarfile.TarInfo("blobs/x/y/z"), b"x"),
+        "unexpected entry",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_archive_is_refused(fresh_rref: Rref, good_archive: bytes, workdir: str,
-                                case: str) -> None:
+def test_bad_archive_is_refused(
+    fresh_rref: Rref, good_archive: bytes, workdir: str, case: str
+) -> None:
     make, needle = BAD[case]
     path = os.path.join(workdir, f"conform-{case}.tar")
     with open(path, "wb") as f:
@@ -284,21 +326,27 @@ def test_bad_archive_is_refused(fresh_rref: Rref, good_archive: bytes, workdir: 
 
 
 def test_load_of_missing_or_non_archive_file(fresh_rref: Rref, workdir: str) -> None:
-    one_line_error(image_cmd(fresh_rref, "load", "-i", os.path.join(workdir, "nope.tar"),
-                             check=False), "no such file")
+    one_line_error(
+        image_cmd(fresh_rref, "load", "-i", os.path.join(workdir, "nope.tar"), check=False),
+        "no such file",
+    )
     junk = os.path.join(workdir, "conform-junk.tar")
     with open(junk, "wb") as f:
         f.write(os.urandom(4096))
-    one_line_error(image_cmd(fresh_rref, "load", "-i", junk, check=False),
-                   "cannot read image archive")
+    one_line_error(
+        image_cmd(fresh_rref, "load", "-i", junk, check=False), "cannot read image archive"
+    )
     assert snapshot(fresh_rref.root) == {}
 
 
 def _parts(src: bytes) -> tuple[dict[str, bytes], dict]:
     """(blobs by digest, manifest document) of a one-image archive."""
     with tarfile.open(fileobj=io.BytesIO(src)) as tf:
-        blobs = {"sha256:" + m.name.rsplit("/", 1)[1]: tf.extractfile(m).read()  # type: ignore[union-attr]
-                 for m in tf.getmembers() if m.isfile() and m.name.startswith("blobs/")}
+        blobs = {
+            "sha256:" + m.name.rsplit("/", 1)[1]: tf.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tf.getmembers()
+            if m.isfile() and m.name.startswith("blobs/")
+        }
         index = json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]
     return blobs, json.loads(blobs[index["manifests"][0]["digest"]])
 
@@ -322,19 +370,29 @@ def _blob(blobs: dict[str, bytes], body: bytes, media_type: str, **extra: object
     return {"mediaType": media_type, "digest": digest, "size": len(body), **extra}
 
 
-def test_nested_index_loads_this_platform(fresh_rref: Rref, good_archive: bytes,
-                                          workdir: str) -> None:
+def test_nested_index_loads_this_platform(
+    fresh_rref: Rref, good_archive: bytes, workdir: str
+) -> None:
     from runtime_ref.oci_layout import oci_arch
 
     blobs, manifest = _parts(good_archive)
     m = _blob(blobs, json.dumps(manifest).encode(), manifest["mediaType"])
     other = {"os": "linux", "architecture": "conformarch"}
-    nested = _blob(blobs, json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{**m, "platform": other},
-                      {**m, "platform": {"os": "linux", "architecture": oci_arch()}}]}).encode(),
+    nested = _blob(
+        blobs,
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [
+                    {**m, "platform": other},
+                    {**m, "platform": {"os": "linux", "architecture": oci_arch()}},
+                ],
+            }
+        ).encode(),
         "application/vnd.oci.image.index.v1+json",
-        annotations={"org.opencontainers.image.ref.name": "localhost/conform-nested:t"})
+        annotations={"org.opencontainers.image.ref.name": "localhost/conform-nested:t"},
+    )
     path = os.path.join(workdir, "conform-nested.tar")
     with open(path, "wb") as f:
         f.write(_layout(blobs, [nested]))
@@ -342,14 +400,22 @@ def test_nested_index_loads_this_platform(fresh_rref: Rref, good_archive: bytes,
     assert "Loaded image: conform-nested:t" in p.stdout.splitlines(), p.stdout
     assert fresh_rref.inspect("conform-nested:t", "{{.Id}}") == manifest["config"]["digest"]
     # an index with no image for this machine is refused
-    nested_other = _blob(blobs, json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{**m, "platform": other}]}).encode(),
-        "application/vnd.oci.image.index.v1+json")
+    nested_other = _blob(
+        blobs,
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [{**m, "platform": other}],
+            }
+        ).encode(),
+        "application/vnd.oci.image.index.v1+json",
+    )
     with open(path, "wb") as f:
         f.write(_layout(blobs, [nested_other]))
-    one_line_error(image_cmd(fresh_rref, "load", "-i", path, check=False),
-                   f"no image for linux/{oci_arch()}")
+    one_line_error(
+        image_cmd(fresh_rref, "load", "-i", path, check=False), f"no image for linux/{oci_arch()}"
+    )
 
 
 def test_zstd_layer_is_refused(fresh_rref: Rref, good_archive: bytes, workdir: str) -> None:
@@ -367,10 +433,15 @@ def test_zstd_layer_is_refused(fresh_rref: Rref, good_archive: bytes, workdir: s
 
 def test_save_to_stdout_and_load_from_stdin(rref: Rref, fresh_rref: Rref) -> None:
     prefix = [RREF]
-    tar = subprocess.run([*prefix, "--root", rref.root, "save", "busybox"], check=True,
-                         capture_output=True, timeout=120).stdout
-    p = subprocess.run([*prefix, "--root", fresh_rref.root, "load"], input=tar,
-                       capture_output=True, timeout=120)
+    tar = subprocess.run(
+        [*prefix, "--root", rref.root, "save", "busybox"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    ).stdout
+    p = subprocess.run(
+        [*prefix, "--root", fresh_rref.root, "load"], input=tar, capture_output=True, timeout=120
+    )
     assert p.returncode == 0, p.stderr
     assert b"Loaded image: busybox:latest" in p.stdout
     assert fresh_rref.inspect("busybox", "{{.Id}}") == rref.inspect("busybox", "{{.Id}}")

@@ -28,8 +28,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def image_cmd(r: Rref, *args: str, check: bool = True,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def image_cmd(
+    r: Rref, *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """save/load/pull/push through the `rref` CLI (a longer timeout than the default)."""
     return r(*args, check=check, timeout=timeout)
 
@@ -77,9 +78,14 @@ http:
   addr: 127.0.0.1:{port}
 """)
     log = open(os.path.join(tmp, "registry.log"), "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen([REGISTRY, "serve", config], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(
+        [REGISTRY, "serve", config],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -111,8 +117,9 @@ def _repo() -> str:
     return f"conform/t{uuid.uuid4().hex[:10]}"
 
 
-def test_push_then_pull_into_a_fresh_root_and_run(registry: str, rref: Rref,
-                                                  fresh_rref: Rref) -> None:
+def test_push_then_pull_into_a_fresh_root_and_run(
+    registry: str, rref: Rref, fresh_rref: Rref
+) -> None:
     ref = f"{registry}/conform/busybox:t1"
     rref("tag", "busybox", ref)
     p = image_cmd(rref, "push", ref)
@@ -129,8 +136,9 @@ def test_push_then_pull_into_a_fresh_root_and_run(registry: str, rref: Rref,
     assert "Already exists" in p.stdout and "Image is up to date" in p.stdout, p.stdout
 
 
-def test_push_then_pull_keeps_config_bytes_and_diff_ids(registry: str, rref: Rref,
-                                                        fresh_rref: Rref) -> None:
+def test_push_then_pull_keeps_config_bytes_and_diff_ids(
+    registry: str, rref: Rref, fresh_rref: Rref
+) -> None:
     from runtime_ref.images import ImageStore
 
     store = ImageStore(rref.root)
@@ -171,30 +179,37 @@ def test_push_then_pull_keeps_config_bytes_and_diff_ids(registry: str, rref: Rre
     assert by_digest.stdout.strip() == image_id
 
 
-def test_pull_picks_this_platform_from_an_index(registry: str, rref: Rref,
-                                                fresh_rref: Rref) -> None:
+def test_pull_picks_this_platform_from_an_index(
+    registry: str, rref: Rref, fresh_rref: Rref
+) -> None:
     repo = _repo()
     ref = f"{registry}/{repo}:single"
     rref("tag", "busybox", ref)
     digest = image_cmd(rref, "push", "-q", ref).stdout.strip()
-    get = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{digest}",
-                                 headers={"Accept": OCI_MANIFEST})
+    get = urllib.request.Request(
+        f"http://{registry}/v2/{repo}/manifests/{digest}", headers={"Accept": OCI_MANIFEST}
+    )
     with DIRECT.open(get, timeout=10) as r:
         size = len(r.read())
     from runtime_ref.oci_layout import oci_arch
 
-    entry = {"mediaType": OCI_MANIFEST, "digest": digest,
-             "size": size}
-    index = json.dumps({"schemaVersion": 2,
-                        "mediaType": "application/vnd.oci.image.index.v1+json",
-                        "manifests": [{**entry, "platform": {"os": "linux",
-                                                             "architecture": "conformarch"}},
-                                      {**entry, "platform": {"os": "linux",
-                                                             "architecture": oci_arch()}}]
-                        }).encode()
+    entry = {"mediaType": OCI_MANIFEST, "digest": digest, "size": size}
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {**entry, "platform": {"os": "linux", "architecture": "conformarch"}},
+                {**entry, "platform": {"os": "linux", "architecture": oci_arch()}},
+            ],
+        }
+    ).encode()
     req = urllib.request.Request(
-        f"http://{registry}/v2/{repo}/manifests/multi", data=index, method="PUT",
-        headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+        f"http://{registry}/v2/{repo}/manifests/multi",
+        data=index,
+        method="PUT",
+        headers={"Content-Type": "application/vnd.oci.image.index.v1+json"},
+    )
     with DIRECT.open(req, timeout=10) as r:
         assert r.status == 201
     multi = f"{registry}/{repo}:multi"
@@ -205,27 +220,42 @@ def test_pull_picks_this_platform_from_an_index(registry: str, rref: Rref,
 
 
 def test_pull_of_unknown_tag_or_repo_is_one_line(registry: str, fresh_rref: Rref) -> None:
-    one_line_error(image_cmd(fresh_rref, "pull", f"{registry}/conform/busybox:nope",
-                             check=False), "manifest unknown")
-    one_line_error(image_cmd(fresh_rref, "pull", f"{registry}/conform/nosuchrepo:x",
-                             check=False), f"pull {registry}/conform/nosuchrepo:x: ")
+    one_line_error(
+        image_cmd(fresh_rref, "pull", f"{registry}/conform/busybox:nope", check=False),
+        "manifest unknown",
+    )
+    one_line_error(
+        image_cmd(fresh_rref, "pull", f"{registry}/conform/nosuchrepo:x", check=False),
+        f"pull {registry}/conform/nosuchrepo:x: ",
+    )
     assert fresh_rref.out("images").count("\n") <= 1  # only the header
 
 
 def test_push_of_missing_local_image(registry: str, fresh_rref: Rref) -> None:
-    one_line_error(image_cmd(fresh_rref, "push", f"{registry}/conform/absent:x", check=False),
-                   "does not exist locally")
+    one_line_error(
+        image_cmd(fresh_rref, "push", f"{registry}/conform/absent:x", check=False),
+        "does not exist locally",
+    )
 
 
 def test_unreachable_loopback_registry(fresh_rref: Rref) -> None:
     port = _free_port()  # nothing listens there
-    one_line_error(image_cmd(fresh_rref, "pull", f"127.0.0.1:{port}/conform/x:y",
-                             check=False), "cannot reach registry")
+    one_line_error(
+        image_cmd(fresh_rref, "pull", f"127.0.0.1:{port}/conform/x:y", check=False),
+        "cannot reach registry",
+    )
 
 
-NON_LOOPBACK = ["registry.example:5000/x", "busybox", "docker.io/library/busybox:latest",
-                "10.0.0.1:5000/x:y", "192.168.1.1/x", "[::2]:5000/x",
-                "127.0.0.1.example.com:5000/x", "8.8.8.8:443/x"]
+NON_LOOPBACK = [
+    "registry.example:5000/x",
+    "busybox",
+    "docker.io/library/busybox:latest",
+    "10.0.0.1:5000/x:y",
+    "192.168.1.1/x",
+    "[::2]:5000/x",
+    "127.0.0.1.example.com:5000/x",
+    "8.8.8.8:443/x",
+]
 
 
 @pytest.mark.parametrize("verb", ["pull", "push"])
@@ -260,8 +290,9 @@ def test_refusal_opens_no_socket(monkeypatch: pytest.MonkeyPatch, ref: str) -> N
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/podman"), reason="podman is not installed")
 @pytest.mark.parametrize("fmt", ["v2s2", "oci"])
-def test_pull_of_an_image_podman_pushed(registry: str, rref: Rref, fresh_rref: Rref,
-                                        fmt: str) -> None:
+def test_pull_of_an_image_podman_pushed(
+    registry: str, rref: Rref, fresh_rref: Rref, fmt: str
+) -> None:
     """podman pushes docker schema2 (or OCI) manifests; rref pulls and runs them."""
     name = f"conform-push-{uuid.uuid4().hex[:10]}:t"
     local, remote = f"docker.io/library/{name}", f"{registry}/{_repo()}:{fmt}"
@@ -271,10 +302,24 @@ def test_pull_of_an_image_podman_pushed(registry: str, rref: Rref, fresh_rref: R
     try:
         archive = os.path.join(tmp, "conform.tar")
         image_cmd(rref, "save", "-o", archive, name)
-        subprocess.run([*podman, "load", "-q", "-i", archive], check=True, capture_output=True,
-                       timeout=120)
-        subprocess.run([*podman, "push", "-q", "--tls-verify=false", "--format", fmt, local,
-                        f"docker://{remote}"], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [*podman, "load", "-q", "-i", archive], check=True, capture_output=True, timeout=120
+        )
+        subprocess.run(
+            [
+                *podman,
+                "push",
+                "-q",
+                "--tls-verify=false",
+                "--format",
+                fmt,
+                local,
+                f"docker://{remote}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         p = image_cmd(fresh_rref, "pull", remote)
         assert p.stdout.splitlines()[-1] == remote, p.stdout
         assert fresh_rref.out("run", "--rm", remote, "echo", f"from-{fmt}") == f"from-{fmt}\n"

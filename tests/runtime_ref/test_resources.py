@@ -12,8 +12,18 @@ from conftest import Rref, leaks
 
 def test_memory_limit_kills_with_137_and_records_oom(rref: Rref) -> None:
     n = rref.name()
-    p = rref("run", "--name", n, "-m", "32m", "busybox", "sh", "-c",
-             "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived", check=False)
+    p = rref(
+        "run",
+        "--name",
+        n,
+        "-m",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+        check=False,
+    )
     assert p.returncode == 137
     assert "survived" not in p.stdout
     assert rref.inspect(n, "{{.State.OOMKilled}}") == "true"
@@ -21,24 +31,51 @@ def test_memory_limit_kills_with_137_and_records_oom(rref: Rref) -> None:
 
 
 def test_memory_limit_reads_back_page_aligned(rref: Rref) -> None:
-    out = rref.out("run", "--rm", "-m", "10000k", "busybox", "sh", "-c",
-                   "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || "
-                   "cat /sys/fs/cgroup/memory.max")
+    out = rref.out(
+        "run",
+        "--rm",
+        "-m",
+        "10000k",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || "
+        "cat /sys/fs/cgroup/memory.max",
+    )
     assert int(out) == 10000 * 1024 // 4096 * 4096
 
 
 def test_pids_limit_makes_fork_fail_with_eagain(rref: Rref) -> None:
-    p = rref("run", "--rm", "--pids-limit", "5", "busybox", "sh", "-c",
-             "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done", check=False)
+    p = rref(
+        "run",
+        "--rm",
+        "--pids-limit",
+        "5",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done",
+        check=False,
+    )
     assert p.returncode != 0
     assert "can't fork: Resource temporarily unavailable" in p.stderr  # EAGAIN
-    assert rref.out("run", "--rm", "--pids-limit", "5", "busybox", "sh", "-c",
-                    "sleep 1 & sleep 1 & wait; echo fine") == "fine\n"
+    assert (
+        rref.out(
+            "run",
+            "--rm",
+            "--pids-limit",
+            "5",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 1 & sleep 1 & wait; echo fine",
+        )
+        == "fine\n"
+    )
 
 
 def test_cpu_quota_limits_throughput(rref: Rref) -> None:
-    cid = rref.run_d("--cpus", "0.5", "busybox", "sh", "-c",
-                     "while :; do :; done")
+    cid = rref.run_d("--cpus", "0.5", "busybox", "sh", "-c", "while :; do :; done")
     cg = json.loads(rref.inspect(cid, "{{json .CgroupPaths}}"))
     acct = next(v for k, v in cg.items() if "cpuacct" in k.split(","))
     with open(os.path.join(acct, "cpuacct.usage")) as f:
@@ -57,14 +94,23 @@ def test_cpu_quota_limits_throughput(rref: Rref) -> None:
 
 
 def test_cpuset_pins_affinity(rref: Rref) -> None:
-    out = rref.out("run", "--rm", "--cpuset-cpus", "0", "busybox", "sh", "-c",
-                   "grep Cpus_allowed_list /proc/self/status")
+    out = rref.out(
+        "run",
+        "--rm",
+        "--cpuset-cpus",
+        "0",
+        "busybox",
+        "sh",
+        "-c",
+        "grep Cpus_allowed_list /proc/self/status",
+    )
     assert out.split()[-1] == "0"
 
 
 def test_pause_freezes_and_unpause_resumes(rref: Rref) -> None:
-    cid = rref.run_d("busybox", "sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /n; "
-                                            "sleep 0.05; done")
+    cid = rref.run_d(
+        "busybox", "sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /n; sleep 0.05; done"
+    )
     time.sleep(0.3)
     rref("pause", cid)
     assert rref.inspect(cid, "{{.State.Status}}") == "paused"
@@ -111,18 +157,22 @@ def test_stats_no_stream(rref: Rref) -> None:
     assert cid[:12] in table and "64.0MiB" in table
 
 
-@pytest.mark.parametrize(("flags", "needle"), [
-    (["-m", "1k"], "Minimum memory limit allowed is 6MB"),
-    (["-m", "lots"], "invalid value 'lots' for --memory"),
-    (["--cpus", "-1"], "must be positive"),
-    (["--cpus", "99"], "range of CPUs"),
-    (["--cpu-quota", "10", "--cpu-period", "100000"], "CPU cfs quota can not be less than 1ms"),
-    (["--cpuset-cpus", "7"], "Requested CPUs are not available"),
-    (["--blkio-weight", "5"], "Range of blkio weight is from 10 to 1000"),
-    (["--memory-swap", "64m"], "you should always set the memory limit"),
-])
-def test_invalid_limits_are_refused_before_start(fresh_rref: Rref, flags: list[str],
-                                                 needle: str) -> None:
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["-m", "1k"], "Minimum memory limit allowed is 6MB"),
+        (["-m", "lots"], "invalid value 'lots' for --memory"),
+        (["--cpus", "-1"], "must be positive"),
+        (["--cpus", "99"], "range of CPUs"),
+        (["--cpu-quota", "10", "--cpu-period", "100000"], "CPU cfs quota can not be less than 1ms"),
+        (["--cpuset-cpus", "7"], "Requested CPUs are not available"),
+        (["--blkio-weight", "5"], "Range of blkio weight is from 10 to 1000"),
+        (["--memory-swap", "64m"], "you should always set the memory limit"),
+    ],
+)
+def test_invalid_limits_are_refused_before_start(
+    fresh_rref: Rref, flags: list[str], needle: str
+) -> None:
     p = fresh_rref("run", "--rm", *flags, "busybox", "true", check=False)
     assert p.returncode == 125, p.stderr
     assert needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
@@ -151,5 +201,7 @@ def test_cgroup_parent(rref: Rref) -> None:
             d = os.path.join("/sys/fs/cgroup", h, parent)
             if os.path.isdir(d):
                 os.rmdir(d)
-    assert rref("run", "--rm", "--cgroup-parent", "/../x", "busybox", "true",
-                check=False).returncode == 125
+    assert (
+        rref("run", "--rm", "--cgroup-parent", "/../x", "busybox", "true", check=False).returncode
+        == 125
+    )

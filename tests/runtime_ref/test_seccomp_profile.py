@@ -35,23 +35,47 @@ if TYPE_CHECKING:
 BUSYBOX = "/bin/busybox"
 # docker's default capability set (what `docker run` gives a container).
 DEFAULT_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 ]
 MACHINE = platform.machine()
 # Syscalls without a Python (or glibc) wrapper, by number.
 SYSCALL_NUMBERS = {
-    "x86_64": {"keyctl": 250, "add_key": 248, "ptrace": 101, "clone3": 435, "unshare": 272,
-               "clone": 56},
-    "aarch64": {"keyctl": 219, "add_key": 217, "ptrace": 117, "clone3": 435, "unshare": 97,
-                "clone": 220},
+    "x86_64": {
+        "keyctl": 250,
+        "add_key": 248,
+        "ptrace": 101,
+        "clone3": 435,
+        "unshare": 272,
+        "clone": 56,
+    },
+    "aarch64": {
+        "keyctl": 219,
+        "add_key": 217,
+        "ptrace": 117,
+        "clone3": 435,
+        "unshare": 97,
+        "clone": 220,
+    },
 }
 NR = SYSCALL_NUMBERS.get(MACHINE, {})
 needs_numbers = pytest.mark.skipif(not NR, reason=f"no syscall numbers for {MACHINE} here")
 needs_libseccomp = pytest.mark.skipif(
     importlib.util.find_spec("seccomp") is None,
-    reason="the seccomp module (Debian's python3-seccomp) is not installed")
+    reason="the seccomp module (Debian's python3-seccomp) is not installed",
+)
 
 CLONE_FILES = 0x00000400
 CLONE_NEWUSER = 0x10000000
@@ -84,6 +108,7 @@ def wrapped(fn: str, *args: int) -> int:
 
 
 # -- running things under a filter in a child -------------------------------------------------
+
 
 def _no_core_dumps() -> None:
     """SIGSYS dumps core by default: not into the work tree."""
@@ -176,6 +201,7 @@ def write_profile(tmp_path: Path, profile: object, name: str = "profile.json") -
 
 # -- the default profile on the kernel ------------------------------------------------------
 
+
 @needs_libseccomp
 def test_default_profile_runs_busybox_true() -> None:
     assert exec_under_filter(default(), [BUSYBOX, "true"]) == (0, "")
@@ -188,23 +214,31 @@ def test_default_profile_runs_a_busybox_pipeline() -> None:
 
 @needs_libseccomp
 def test_default_profile_runs_python() -> None:
-    code = ("import subprocess, threading\n"
-            "t = threading.Thread(target=print, args=('thread',), kwargs={'flush': True})\n"
-            "t.start(); t.join()\n"
-            "subprocess.run(['/bin/busybox', 'echo', 'child'], check=True)")
+    code = (
+        "import subprocess, threading\n"
+        "t = threading.Thread(target=print, args=('thread',), kwargs={'flush': True})\n"
+        "t.start(); t.join()\n"
+        "subprocess.run(['/bin/busybox', 'echo', 'child'], check=True)"
+    )
     assert exec_under_filter(default(), [sys.executable, "-S", "-c", code]) == (
-        0, "thread\nchild\n")
+        0,
+        "thread\nchild\n",
+    )
 
 
 @needs_libseccomp
 @needs_numbers
 def test_without_a_filter_the_probes_do_not_fail_with_eperm() -> None:
     """The control: the EPERMs below come from the filter, not from the host."""
+
     def probe() -> dict[str, int]:
-        return {"ptrace": raw("ptrace", PTRACE_TRACEME, 0, 0, 0),
-                "clone3": raw("clone3", 0, 0),
-                "unshare": raw("unshare", CLONE_NEWUSER),
-                "keyctl": raw("keyctl", KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0)}
+        return {
+            "ptrace": raw("ptrace", PTRACE_TRACEME, 0, 0, 0),
+            "clone3": raw("clone3", 0, 0),
+            "unshare": raw("unshare", CLONE_NEWUSER),
+            "keyctl": raw("keyctl", KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0),
+        }
+
     got = under_filter(None, probe).ok
     assert got["ptrace"] == 0 and got["clone3"] == errno.EINVAL, got
     assert got["keyctl"] != errno.EPERM, got
@@ -216,9 +250,13 @@ def test_without_a_filter_the_probes_do_not_fail_with_eperm() -> None:
 @needs_numbers
 def test_default_profile_denies_the_keyring() -> None:
     def probe() -> dict[str, int]:
-        return {"keyctl": raw("keyctl", KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0),
-                "add_key": raw("add_key", b"user", b"rref-test", b"secret", 6,
-                               KEY_SPEC_PROCESS_KEYRING)}
+        return {
+            "keyctl": raw("keyctl", KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0),
+            "add_key": raw(
+                "add_key", b"user", b"rref-test", b"secret", 6, KEY_SPEC_PROCESS_KEYRING
+            ),
+        }
+
     assert under_filter(default(), probe).ok == {"keyctl": errno.EPERM, "add_key": errno.EPERM}
 
 
@@ -226,15 +264,23 @@ def test_default_profile_denies_the_keyring() -> None:
 @needs_numbers
 def test_default_profile_denies_new_namespaces_but_not_harmless_unshare() -> None:
     def probe() -> dict[str, int]:
-        got = {"user": raw("unshare", CLONE_NEWUSER), "files": raw("unshare", CLONE_FILES),
-               "clone": raw("clone", CLONE_NEWUSER | signal.SIGCHLD, 0, 0, 0, 0)}
+        got = {
+            "user": raw("unshare", CLONE_NEWUSER),
+            "files": raw("unshare", CLONE_FILES),
+            "clone": raw("clone", CLONE_NEWUSER | signal.SIGCHLD, 0, 0, 0, 0),
+        }
         pid = os.fork()  # glibc's fork is a clone without namespace flags
         if pid == 0:  # pragma: no cover - the grandchild
             os._exit(7)
         got["fork"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         return got
+
     assert under_filter(default(), probe).ok == {
-        "user": errno.EPERM, "files": 0, "clone": errno.EPERM, "fork": 7}
+        "user": errno.EPERM,
+        "files": 0,
+        "clone": errno.EPERM,
+        "fork": 7,
+    }
 
 
 @needs_libseccomp
@@ -249,6 +295,7 @@ def test_cap_sys_admin_allows_unshare_of_a_user_namespace() -> None:
 def test_ptrace_needs_cap_sys_ptrace() -> None:
     def probe() -> int:
         return raw("ptrace", PTRACE_TRACEME, 0, 0, 0)
+
     assert under_filter(default(), probe).ok == errno.EPERM
     assert under_filter(default([*DEFAULT_CAPS, "CAP_SYS_PTRACE"]), probe).ok == 0
 
@@ -262,22 +309,34 @@ def test_clone3_gives_enosys_so_libc_falls_back_to_clone() -> None:
 @needs_libseccomp
 def test_personality_allows_only_the_safe_values() -> None:
     def probe() -> dict[str, int]:
-        return {"query": wrapped("personality", 0xFFFFFFFF),
-                "linux": wrapped("personality", 0),
-                "no_randomize": wrapped("personality", 0x0040000)}
-    assert under_filter(default(), probe).ok == {"query": 0, "linux": 0,
-                                                 "no_randomize": errno.EPERM}
+        return {
+            "query": wrapped("personality", 0xFFFFFFFF),
+            "linux": wrapped("personality", 0),
+            "no_randomize": wrapped("personality", 0x0040000),
+        }
+
+    assert under_filter(default(), probe).ok == {
+        "query": 0,
+        "linux": 0,
+        "no_randomize": errno.EPERM,
+    }
 
 
 @needs_libseccomp
 def test_default_profile_denies_mount_and_settime_without_caps() -> None:
     def probe() -> dict[str, int]:
         ts = (ctypes.c_long * 2)(0, 0)
-        return {"mount": _errno_of(libc.mount, b"none", b"/", b"tmpfs", 0, None),
-                "settime": _errno_of(libc.clock_settime, 0, ts),
-                "chroot": _errno_of(libc.chroot, b"/")}
+        return {
+            "mount": _errno_of(libc.mount, b"none", b"/", b"tmpfs", 0, None),
+            "settime": _errno_of(libc.clock_settime, 0, ts),
+            "chroot": _errno_of(libc.chroot, b"/"),
+        }
+
     assert under_filter(default(), probe).ok == {
-        "mount": errno.EPERM, "settime": errno.EPERM, "chroot": 0}
+        "mount": errno.EPERM,
+        "settime": errno.EPERM,
+        "chroot": 0,
+    }
     no_chroot = [c for c in DEFAULT_CAPS if c != "CAP_SYS_CHROOT"]
     assert under_filter(default(no_chroot), probe).ok["chroot"] == errno.EPERM
 
@@ -306,8 +365,13 @@ def test_load_imports_nothing_so_it_works_after_the_host_is_gone(tmp_path: Path)
         assert set(sys.modules) == before, set(sys.modules) - before
         os.execv("/busybox", ["busybox", "echo", "exec'd"])
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, cwd=os.path.dirname(os.path.dirname(seccomp.__file__)))
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=os.path.dirname(os.path.dirname(seccomp.__file__)),
+    )
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "exec'd\n", "")
 
 
@@ -332,19 +396,22 @@ def test_no_new_privs_is_set_unless_asked_not_to() -> None:
             except SeccompError as e:
                 return str(e)
             return _no_new_privs()
+
         return body
 
     assert under_filter(None, as_nobody(with_nnp)).ok == 1
     assert under_filter(None, as_nobody(without)).ok == (
         "seccomp: cannot load the filter (Permission denied: the process needs no_new_privs "
-        "or CAP_SYS_ADMIN)")
+        "or CAP_SYS_ADMIN)"
+    )
 
 
 # -- custom profiles, actions and argument comparisons ----------------------------------------
 
-MKDIR_BLOCKED = {"defaultAction": "SCMP_ACT_ALLOW",
-                 "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
-                               "errnoRet": 1}]}
+MKDIR_BLOCKED = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+}
 
 
 def _mkdir_probe(base: str) -> dict[str, object]:
@@ -366,8 +433,7 @@ def _mkdir_probe(base: str) -> dict[str, object]:
 
 @needs_libseccomp
 def test_a_custom_profile_blocks_only_mkdir(tmp_path: Path) -> None:
-    oci = seccomp.to_oci(seccomp.load_profile(write_profile(tmp_path, MKDIR_BLOCKED)),
-                         DEFAULT_CAPS)
+    oci = seccomp.to_oci(seccomp.load_profile(write_profile(tmp_path, MKDIR_BLOCKED)), DEFAULT_CAPS)
     work = tmp_path / "work"
     work.mkdir()
     got = under_filter(seccomp.prepare(oci), lambda: _mkdir_probe(str(work))).ok
@@ -388,8 +454,11 @@ def test_names_libseccomp_does_not_know_are_skipped(tmp_path: Path) -> None:
 
 
 def _lseek_rule(action: str, **extra: object) -> dict[str, object]:
-    return {"defaultAction": "SCMP_ACT_ALLOW", "architectures": [],
-            "syscalls": [{"names": ["lseek"], "action": action, **extra}]}
+    return {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": [],
+        "syscalls": [{"names": ["lseek"], "action": action, **extra}],
+    }
 
 
 def _lseek_probe(offsets: list[int]) -> list[object]:
@@ -420,10 +489,14 @@ CMP = [
 
 @needs_libseccomp
 @pytest.mark.parametrize(("op", "value", "value_two", "matches"), CMP, ids=[c[0] for c in CMP])
-def test_argument_comparisons(op: str, value: int, value_two: int,
-                              matches: Callable[[int], bool]) -> None:
-    rule = _lseek_rule("SCMP_ACT_ERRNO", errnoRet=errno.EDOM,
-                       args=[{"index": 1, "value": value, "valueTwo": value_two, "op": op}])
+def test_argument_comparisons(
+    op: str, value: int, value_two: int, matches: Callable[[int], bool]
+) -> None:
+    rule = _lseek_rule(
+        "SCMP_ACT_ERRNO",
+        errnoRet=errno.EDOM,
+        args=[{"index": 1, "value": value, "valueTwo": value_two, "op": op}],
+    )
     prepared = seccomp.prepare(seccomp.to_oci(rule, []))
     expected = ["EDOM" if matches(v) else "ok" for v in OFFSETS]
     assert under_filter(prepared, lambda: _lseek_probe(OFFSETS)).ok == expected
@@ -431,12 +504,21 @@ def test_argument_comparisons(op: str, value: int, value_two: int,
 
 @needs_libseccomp
 def test_several_conditions_on_one_argument_mean_any_of_them() -> None:
-    rule = _lseek_rule("SCMP_ACT_ERRNO", args=[
-        {"index": 1, "value": 7, "op": "SCMP_CMP_EQ"},
-        {"index": 1, "value": 511, "op": "SCMP_CMP_EQ"}])
+    rule = _lseek_rule(
+        "SCMP_ACT_ERRNO",
+        args=[
+            {"index": 1, "value": 7, "op": "SCMP_CMP_EQ"},
+            {"index": 1, "value": 511, "op": "SCMP_CMP_EQ"},
+        ],
+    )
     prepared = seccomp.prepare(seccomp.to_oci(rule, []))
     assert under_filter(prepared, lambda: _lseek_probe(OFFSETS)).ok == [
-        "ok", "EPERM", "ok", "ok", "EPERM"]
+        "ok",
+        "EPERM",
+        "ok",
+        "ok",
+        "EPERM",
+    ]
 
 
 ACTIONS = [
@@ -452,8 +534,11 @@ ACTIONS = [
 
 
 @needs_libseccomp
-@pytest.mark.parametrize(("action", "extra", "sig", "result"), ACTIONS,
-                         ids=[a[0] + ('-errnoRet' if a[1] else '') for a in ACTIONS])
+@pytest.mark.parametrize(
+    ("action", "extra", "sig", "result"),
+    ACTIONS,
+    ids=[a[0] + ("-errnoRet" if a[1] else "") for a in ACTIONS],
+)
 def test_actions(action: str, extra: dict, sig: int | None, result: list | None) -> None:
     prepared = seccomp.prepare(seccomp.to_oci(_lseek_rule(action, **extra), []))
     got = under_filter(prepared, lambda: _lseek_probe([18]))
@@ -465,40 +550,100 @@ def test_actions(action: str, extra: dict, sig: int | None, result: list | None)
 # -- bad profiles -----------------------------------------------------------------------------
 
 BAD = [
-    ("malformed", "{\"defaultAction\": ", "invalid JSON: Expecting value at line 1"),
+    ("malformed", '{"defaultAction": ', "invalid JSON: Expecting value at line 1"),
     ("not-object", "[1, 2]", "not a JSON object"),
     ("no-default", {"syscalls": []}, "no defaultAction"),
-    ("default-action", {"defaultAction": "SCMP_ACT_NOPE"},
-     "defaultAction: unknown action 'SCMP_ACT_NOPE'"),
-    ("rule-action", {"defaultAction": "SCMP_ACT_ALLOW",
-                     "syscalls": [{"names": ["read"], "action": "ALLOW"}]},
-     "syscalls[0].action: unknown action 'ALLOW'"),
-    ("notify", {"defaultAction": "SCMP_ACT_ALLOW",
-                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]},
-     "SCMP_ACT_NOTIFY is not supported"),
-    ("op", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["read"], "action": "SCMP_ACT_ERRNO",
-         "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]}]},
-     "syscalls[0].args[0]: unknown op 'SCMP_CMP_ABOUT'"),
-    ("index", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["read"], "action": "SCMP_ACT_ERRNO",
-         "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]},
-     "index must be 0 to 5"),
-    ("value", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["read"], "action": "SCMP_ACT_ERRNO",
-         "args": [{"index": 0, "value": -1, "op": "SCMP_CMP_EQ"}]}]},
-     "value must be an unsigned 64-bit integer"),
-    ("errno-on-allow", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["read"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1}]},
-     "errnoRet is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE"),
-    ("arch", {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["x86_64"]},
-     "architectures: unknown architecture 'x86_64'"),
-    ("names", {"defaultAction": "SCMP_ACT_ALLOW",
-               "syscalls": [{"names": "read", "action": "SCMP_ACT_ERRNO"}]},
-     "names must be a list of syscall names"),
-    ("min-kernel", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["read"], "action": "SCMP_ACT_ERRNO", "includes": {"minKernel": "four"}}]},
-     "minKernel: not a kernel version"),
+    (
+        "default-action",
+        {"defaultAction": "SCMP_ACT_NOPE"},
+        "defaultAction: unknown action 'SCMP_ACT_NOPE'",
+    ),
+    (
+        "rule-action",
+        {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "ALLOW"}]},
+        "syscalls[0].action: unknown action 'ALLOW'",
+    ),
+    (
+        "notify",
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}],
+        },
+        "SCMP_ACT_NOTIFY is not supported",
+    ),
+    (
+        "op",
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {
+                    "names": ["read"],
+                    "action": "SCMP_ACT_ERRNO",
+                    "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}],
+                }
+            ],
+        },
+        "syscalls[0].args[0]: unknown op 'SCMP_CMP_ABOUT'",
+    ),
+    (
+        "index",
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {
+                    "names": ["read"],
+                    "action": "SCMP_ACT_ERRNO",
+                    "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}],
+                }
+            ],
+        },
+        "index must be 0 to 5",
+    ),
+    (
+        "value",
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {
+                    "names": ["read"],
+                    "action": "SCMP_ACT_ERRNO",
+                    "args": [{"index": 0, "value": -1, "op": "SCMP_CMP_EQ"}],
+                }
+            ],
+        },
+        "value must be an unsigned 64-bit integer",
+    ),
+    (
+        "errno-on-allow",
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1}],
+        },
+        "errnoRet is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE",
+    ),
+    (
+        "arch",
+        {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["x86_64"]},
+        "architectures: unknown architecture 'x86_64'",
+    ),
+    (
+        "names",
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": "read", "action": "SCMP_ACT_ERRNO"}],
+        },
+        "names must be a list of syscall names",
+    ),
+    (
+        "min-kernel",
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_ERRNO", "includes": {"minKernel": "four"}}
+            ],
+        },
+        "minKernel: not a kernel version",
+    ),
 ]
 
 
@@ -521,25 +666,68 @@ def test_a_missing_profile_gives_one_line(tmp_path: Path) -> None:
 
 def test_prepare_checks_an_oci_dict_too() -> None:
     with pytest.raises(SeccompError, match=r"^seccomp: syscalls\[0\]\.action: unknown action"):
-        seccomp.prepare({"defaultAction": "SCMP_ACT_ALLOW",
-                         "syscalls": [{"names": ["read"], "action": "SCMP_ACT_MAYBE"}]})
+        seccomp.prepare(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_MAYBE"}],
+            }
+        )
 
 
 # -- conversion (no kernel involved) --------------------------------------------------------
 
+
 def _allowed(oci: dict) -> set[str]:
     """Names the OCI dict allows without conditions."""
-    return {n for r in oci["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" and not r.get("args")
-            for n in r["names"]}
+    return {
+        n
+        for r in oci["syscalls"]
+        if r["action"] == "SCMP_ACT_ALLOW" and not r.get("args")
+        for n in r["names"]
+    }
 
 
 DANGEROUS = {
-    "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "ptrace", "kexec_load",
-    "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot", "swapon",
-    "swapoff", "acct", "mount", "umount2", "pivot_root", "unshare", "setns", "clone", "clone3",
-    "open_by_handle_at", "name_to_handle_at", "userfaultfd", "settimeofday", "clock_settime",
-    "stime", "clock_adjtime", "personality", "lookup_dcookie", "quotactl", "vhangup",
-    "mount_setattr", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "ptrace",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "unshare",
+    "setns",
+    "clone",
+    "clone3",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "userfaultfd",
+    "settimeofday",
+    "clock_settime",
+    "stime",
+    "clock_adjtime",
+    "personality",
+    "lookup_dcookie",
+    "quotactl",
+    "vhangup",
+    "mount_setattr",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
 }
 
 
@@ -549,32 +737,69 @@ def test_default_profile_allows_nothing_dangerous_with_docker_caps(arch: str) ->
     assert oci["defaultAction"] == "SCMP_ACT_ERRNO" and oci["defaultErrnoRet"] == errno.EPERM
     allowed = _allowed(oci)
     assert not allowed & DANGEROUS
-    assert {"execve", "read", "write", "openat", "mmap", "exit_group", "wait4", "pipe2",
-            "rt_sigaction", "futex", "getdents64", "newfstatat", "statx", "chroot"} <= allowed
+    assert {
+        "execve",
+        "read",
+        "write",
+        "openat",
+        "mmap",
+        "exit_group",
+        "wait4",
+        "pipe2",
+        "rt_sigaction",
+        "futex",
+        "getdents64",
+        "newfstatat",
+        "statx",
+        "chroot",
+    } <= allowed
     conditional = {r["names"][0] for r in oci["syscalls"] if r.get("args")}
     assert conditional == {"clone", "unshare", "personality", "socket"}
 
 
 def test_default_profile_architectures() -> None:
     assert seccomp.default_profile([], arch="x86_64")["architectures"] == [
-        "SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+        "SCMP_ARCH_X86_64",
+        "SCMP_ARCH_X86",
+        "SCMP_ARCH_X32",
+    ]
     assert seccomp.default_profile([], arch="arm64")["architectures"] == [
-        "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]
+        "SCMP_ARCH_AARCH64",
+        "SCMP_ARCH_ARM",
+    ]
     s390 = seccomp.default_profile([], arch="s390x")
     assert [r["args"][0]["index"] for r in s390["syscalls"] if r["names"] == ["clone"]] == [1]
 
 
-@pytest.mark.parametrize(("cap", "names"), [
-    ("CAP_SYS_ADMIN", {"mount", "umount2", "pivot_root", "unshare", "setns", "clone", "clone3",
-                       "bpf", "perf_event_open", "fsopen", "move_mount", "quotactl"}),
-    ("CAP_SYS_PTRACE", {"ptrace", "process_vm_readv", "kcmp"}),
-    ("CAP_SYS_MODULE", {"init_module", "finit_module", "delete_module"}),
-    ("CAP_SYS_BOOT", {"reboot"}),
-    ("CAP_SYS_TIME", {"settimeofday", "clock_settime", "stime", "clock_adjtime"}),
-    ("CAP_DAC_READ_SEARCH", {"open_by_handle_at", "name_to_handle_at"}),
-    ("CAP_BPF", {"bpf"}),
-    ("CAP_SYS_TTY_CONFIG", {"vhangup"}),
-])
+@pytest.mark.parametrize(
+    ("cap", "names"),
+    [
+        (
+            "CAP_SYS_ADMIN",
+            {
+                "mount",
+                "umount2",
+                "pivot_root",
+                "unshare",
+                "setns",
+                "clone",
+                "clone3",
+                "bpf",
+                "perf_event_open",
+                "fsopen",
+                "move_mount",
+                "quotactl",
+            },
+        ),
+        ("CAP_SYS_PTRACE", {"ptrace", "process_vm_readv", "kcmp"}),
+        ("CAP_SYS_MODULE", {"init_module", "finit_module", "delete_module"}),
+        ("CAP_SYS_BOOT", {"reboot"}),
+        ("CAP_SYS_TIME", {"settimeofday", "clock_settime", "stime", "clock_adjtime"}),
+        ("CAP_DAC_READ_SEARCH", {"open_by_handle_at", "name_to_handle_at"}),
+        ("CAP_BPF", {"bpf"}),
+        ("CAP_SYS_TTY_CONFIG", {"vhangup"}),
+    ],
+)
 def test_capabilities_unlock_their_syscalls(cap: str, names: set[str]) -> None:
     without = _allowed(seccomp.default_profile(DEFAULT_CAPS))
     with_cap = _allowed(seccomp.default_profile([*DEFAULT_CAPS, cap.lower()[4:]]))
@@ -587,23 +812,34 @@ def test_capabilities_unlock_their_syscalls(cap: str, names: set[str]) -> None:
 def test_clone3_is_enosys_unless_cap_sys_admin() -> None:
     def clone3(caps: list[str]) -> list[dict]:
         return [r for r in seccomp.default_profile(caps)["syscalls"] if "clone3" in r["names"]]
-    assert clone3(DEFAULT_CAPS) == [{"names": ["clone3"], "action": "SCMP_ACT_ERRNO",
-                                     "errnoRet": errno.ENOSYS}]
+
+    assert clone3(DEFAULT_CAPS) == [
+        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS}
+    ]
     assert [r["action"] for r in clone3(["CAP_SYS_ADMIN"])] == ["SCMP_ACT_ALLOW"]
 
 
 def test_includes_and_excludes_follow_docker() -> None:
-    profile = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
-        {"names": ["a"], "action": "SCMP_ACT_ALLOW",
-         "includes": {"caps": ["CAP_SYS_ADMIN", "CAP_NET_ADMIN"]}},
-        {"names": ["b"], "action": "SCMP_ACT_ALLOW",
-         "excludes": {"caps": ["CAP_SYS_ADMIN", "CAP_BPF"]}},
-        {"names": ["c"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["arm64"]}},
-        {"names": ["d"], "action": "SCMP_ACT_ALLOW", "excludes": {"arches": ["amd64"]}},
-        {"names": ["e"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "5.4"}},
-        {"names": ["f"], "action": "SCMP_ACT_ALLOW", "excludes": {"minKernel": "5.4"}},
-        {"name": "g", "action": "SCMP_ACT_ALLOW", "args": None},
-    ]}
+    profile = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [
+            {
+                "names": ["a"],
+                "action": "SCMP_ACT_ALLOW",
+                "includes": {"caps": ["CAP_SYS_ADMIN", "CAP_NET_ADMIN"]},
+            },
+            {
+                "names": ["b"],
+                "action": "SCMP_ACT_ALLOW",
+                "excludes": {"caps": ["CAP_SYS_ADMIN", "CAP_BPF"]},
+            },
+            {"names": ["c"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["arm64"]}},
+            {"names": ["d"], "action": "SCMP_ACT_ALLOW", "excludes": {"arches": ["amd64"]}},
+            {"names": ["e"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "5.4"}},
+            {"names": ["f"], "action": "SCMP_ACT_ALLOW", "excludes": {"minKernel": "5.4"}},
+            {"name": "g", "action": "SCMP_ACT_ALLOW", "args": None},
+        ],
+    }
 
     def names(caps: list[str], arch: str, kernel: str) -> list[str]:
         oci = seccomp.to_oci(profile, caps, arch=arch, kernel=kernel)
@@ -616,15 +852,33 @@ def test_includes_and_excludes_follow_docker() -> None:
 
 
 def test_to_oci_output_is_an_oci_seccomp_dict() -> None:
-    profile = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38,
-               "architectures": ["SCMP_ARCH_X86_64"], "flags": ["SECCOMP_FILTER_FLAG_LOG"],
-               "syscalls": [{"names": ["umask"], "action": "SCMP_ACT_ALLOW", "comment": "x",
-                             "args": [{"index": 0, "value": 18, "op": "SCMP_CMP_EQ"}]}]}
+    profile = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 38,
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+        "syscalls": [
+            {
+                "names": ["umask"],
+                "action": "SCMP_ACT_ALLOW",
+                "comment": "x",
+                "args": [{"index": 0, "value": 18, "op": "SCMP_CMP_EQ"}],
+            }
+        ],
+    }
     assert seccomp.to_oci(profile, []) == {
-        "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38,
-        "architectures": ["SCMP_ARCH_X86_64"], "flags": ["SECCOMP_FILTER_FLAG_LOG"],
-        "syscalls": [{"names": ["umask"], "action": "SCMP_ACT_ALLOW",
-                      "args": [{"index": 0, "value": 18, "valueTwo": 0, "op": "SCMP_CMP_EQ"}]}]}
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 38,
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+        "syscalls": [
+            {
+                "names": ["umask"],
+                "action": "SCMP_ACT_ALLOW",
+                "args": [{"index": 0, "value": 18, "valueTwo": 0, "op": "SCMP_CMP_EQ"}],
+            }
+        ],
+    }
 
 
 def test_profile_for_follows_docker_security_opt(tmp_path: Path) -> None:

@@ -17,20 +17,29 @@ def test_default_seccomp_filter_is_on_and_blocks_namespaces(rref: Rref) -> None:
 
 
 def test_seccomp_unconfined_and_custom_profile(rref: Rref, tmp_path: object) -> None:
-    assert "Seccomp:\t0" in sh(rref, "grep '^Seccomp:' /proc/self/status",
-                               "--security-opt", "seccomp=unconfined")
+    assert "Seccomp:\t0" in sh(
+        rref, "grep '^Seccomp:' /proc/self/status", "--security-opt", "seccomp=unconfined"
+    )
     import json
     import os
     import tempfile
 
     fd, path = tempfile.mkstemp(prefix="rref-seccomp-", suffix=".json")
     with os.fdopen(fd, "w") as f:
-        json.dump({"defaultAction": "SCMP_ACT_ALLOW",
-                   "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]},
-                  f)
+        json.dump(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+            },
+            f,
+        )
     try:
-        out = sh(rref, "mkdir /x 2>&1; echo rc=$?; touch /y && echo touched",
-                 "--security-opt", f"seccomp={path}")
+        out = sh(
+            rref,
+            "mkdir /x 2>&1; echo rc=$?; touch /y && echo touched",
+            "--security-opt",
+            f"seccomp={path}",
+        )
     finally:
         os.unlink(path)
     assert "Operation not permitted" in out and "rc=1" in out and "touched" in out
@@ -38,8 +47,9 @@ def test_seccomp_unconfined_and_custom_profile(rref: Rref, tmp_path: object) -> 
 
 def test_no_new_privileges(rref: Rref) -> None:
     assert "NoNewPrivs:\t0" in sh(rref, "grep NoNewPrivs /proc/self/status")
-    assert "NoNewPrivs:\t1" in sh(rref, "grep NoNewPrivs /proc/self/status",
-                                  "--security-opt", "no-new-privileges")
+    assert "NoNewPrivs:\t1" in sh(
+        rref, "grep NoNewPrivs /proc/self/status", "--security-opt", "no-new-privileges"
+    )
 
 
 def test_cap_drop_and_add(rref: Rref) -> None:
@@ -52,18 +62,25 @@ def test_cap_drop_and_add(rref: Rref) -> None:
 
 
 def test_devices_beyond_the_default_set_cannot_be_opened(rref: Rref) -> None:
-    out = sh(rref, "mknod /dev/rref-sda b 8 0 && echo made; head -c1 /dev/rref-sda 2>&1; "
-                   "echo rc=$?; mknod /dev/rref-mem c 1 1; head -c1 /dev/rref-mem 2>&1; "
-                   "echo rc2=$?; head -c1 /dev/zero | wc -c")
+    out = sh(
+        rref,
+        "mknod /dev/rref-sda b 8 0 && echo made; head -c1 /dev/rref-sda 2>&1; "
+        "echo rc=$?; mknod /dev/rref-mem c 1 1; head -c1 /dev/rref-mem 2>&1; "
+        "echo rc2=$?; head -c1 /dev/zero | wc -c",
+    )
     assert "made" in out  # CAP_MKNOD and the 'm' rule allow making the node...
     assert "Operation not permitted" in out and "rc=1" in out and "rc2=1" in out  # ...not use
     assert out.strip().endswith("1")  # the default set still works
 
 
 def test_privileged(rref: Rref) -> None:
-    out = sh(rref, "grep -E 'CapEff|Seccomp:' /proc/self/status; mkdir -p /m; "
-                   "mount -t tmpfs none /m && echo mounted; wc -c < /proc/keys; "
-                   "grep ' /sys ' /proc/self/mountinfo", "--privileged")
+    out = sh(
+        rref,
+        "grep -E 'CapEff|Seccomp:' /proc/self/status; mkdir -p /m; "
+        "mount -t tmpfs none /m && echo mounted; wc -c < /proc/keys; "
+        "grep ' /sys ' /proc/self/mountinfo",
+        "--privileged",
+    )
     assert "Seccomp:\t0" in out and "mounted" in out
     assert " /sys rw" in out
 

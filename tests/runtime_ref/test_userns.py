@@ -25,8 +25,16 @@ def vol() -> Iterator[Path]:
 
 
 def test_uid_map_inside(rref: Rref) -> None:
-    out = rref.out("run", "--rm", "--uidmap", MAP, "busybox", "sh", "-c",
-                   "id -u; cat /proc/self/uid_map /proc/self/gid_map")
+    out = rref.out(
+        "run",
+        "--rm",
+        "--uidmap",
+        MAP,
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map /proc/self/gid_map",
+    )
     lines = [ln.split() for ln in out.strip().split("\n")]
     assert lines[0] == ["0"]
     assert lines[1] == ["0", str(HOST_ROOT), "65536"]
@@ -34,8 +42,16 @@ def test_uid_map_inside(rref: Rref) -> None:
 
 
 def test_image_files_still_belong_to_root_inside(rref: Rref) -> None:
-    out = rref.out("run", "--rm", "--uidmap", MAP, "busybox", "sh", "-c",
-                   "stat -c '%u %g' /bin/busybox /etc/passwd")
+    out = rref.out(
+        "run",
+        "--rm",
+        "--uidmap",
+        MAP,
+        "busybox",
+        "sh",
+        "-c",
+        "stat -c '%u %g' /bin/busybox /etc/passwd",
+    )
     assert out.split() == ["0", "0", "0", "0"]
 
 
@@ -51,8 +67,18 @@ def test_user_ns_inode_differs_and_init_runs_as_mapped_uid(rref: Rref) -> None:
 
 def test_files_written_to_a_volume_belong_to_the_mapped_uid(rref: Rref, vol: Path) -> None:
     os.chown(vol, HOST_ROOT, HOST_ROOT)
-    rref("run", "--rm", "--uidmap", MAP, "-v", f"{vol}:/data", "busybox", "sh", "-c",
-         "echo x > /data/made-inside; mkdir /data/dir")
+    rref(
+        "run",
+        "--rm",
+        "--uidmap",
+        MAP,
+        "-v",
+        f"{vol}:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /data/made-inside; mkdir /data/dir",
+    )
     st = (vol / "made-inside").stat()
     assert (st.st_uid, st.st_gid) == (HOST_ROOT, HOST_ROOT)
     assert (vol / "dir").stat().st_uid == HOST_ROOT
@@ -60,8 +86,18 @@ def test_files_written_to_a_volume_belong_to_the_mapped_uid(rref: Rref, vol: Pat
 
 def test_unmapped_owner_shows_as_overflow(rref: Rref, vol: Path) -> None:
     (vol / "host-file").write_text("host\n")  # owned by host root: not in the map
-    out = rref.out("run", "--rm", "--uidmap", MAP, "-v", f"{vol}:/data", "busybox", "sh", "-c",
-                   "stat -c '%u %g' /data/host-file")
+    out = rref.out(
+        "run",
+        "--rm",
+        "--uidmap",
+        MAP,
+        "-v",
+        f"{vol}:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "stat -c '%u %g' /data/host-file",
+    )
     assert out.split() == ["65534", "65534"]
 
 
@@ -69,9 +105,19 @@ def test_container_root_cannot_write_host_root_files(rref: Rref, vol: Path) -> N
     target = vol / "host-owned"
     target.write_text("original\n")
     os.chmod(target, 0o644)
-    out = rref.out("run", "--rm", "--uidmap", MAP, "-v", f"{vol}:/data", "busybox", "sh", "-c",
-                   "{ echo pwned > /data/host-owned; } 2>&1; echo rc=$?; "
-                   "{ touch /data/new; } 2>&1; echo rc2=$?")
+    out = rref.out(
+        "run",
+        "--rm",
+        "--uidmap",
+        MAP,
+        "-v",
+        f"{vol}:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "{ echo pwned > /data/host-owned; } 2>&1; echo rc=$?; "
+        "{ touch /data/new; } 2>&1; echo rc2=$?",
+    )
     assert "Permission denied" in out and "rc=1" in out and "rc2=1" in out
     assert target.read_text() == "original\n"
     assert not (vol / "new").exists()
@@ -100,22 +146,25 @@ def test_named_volume_is_handed_to_mapped_root(rref: Rref) -> None:
         rref("volume", "rm", name, check=False)
 
 
-@pytest.mark.parametrize(("flag", "needle"), [
-    ("0:100000", "want CONTAINER_ID:HOST_ID:SIZE"),
-    ("1:100000:10", "container uid 0 must be mapped"),
-    ("x:1:2", "want CONTAINER_ID:HOST_ID:SIZE"),
-])
+@pytest.mark.parametrize(
+    ("flag", "needle"),
+    [
+        ("0:100000", "want CONTAINER_ID:HOST_ID:SIZE"),
+        ("1:100000:10", "container uid 0 must be mapped"),
+        ("x:1:2", "want CONTAINER_ID:HOST_ID:SIZE"),
+    ],
+)
 def test_bad_maps_are_refused(rref: Rref, flag: str, needle: str) -> None:
     p = rref("run", "--rm", "--uidmap", flag, "busybox", "true", check=False)
     assert p.returncode == 125 and needle in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
 
 
-def test_unreachable_bind_source_is_a_clear_error(rref: Rref,
-                                                  tmp_path: Path) -> None:
+def test_unreachable_bind_source_is_a_clear_error(rref: Rref, tmp_path: Path) -> None:
     os.chmod(tmp_path.parent, 0o700)
-    p = rref("run", "--rm", "--uidmap", MAP, "-v", f"{tmp_path}:/data", "busybox", "true",
-             check=False)
+    p = rref(
+        "run", "--rm", "--uidmap", MAP, "-v", f"{tmp_path}:/data", "busybox", "true", check=False
+    )
     assert p.returncode == 125
     assert p.stderr.strip().endswith(f"bind source {tmp_path}: Permission denied")
 
@@ -124,8 +173,17 @@ def test_commit_of_a_user_namespaced_container_keeps_container_ids(rref: Rref) -
     import uuid
 
     n = rref.name()
-    rref("run", "--name", n, "--uidmap", MAP, "busybox", "sh", "-c",
-         "echo x > /rootfile; touch /userfile; chown 1000:1000 /userfile")
+    rref(
+        "run",
+        "--name",
+        n,
+        "--uidmap",
+        MAP,
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /rootfile; touch /userfile; chown 1000:1000 /userfile",
+    )
     image = f"rref-t-{uuid.uuid4().hex[:8]}:u"
     rref("commit", n, image)
     out = rref.out("run", "--rm", image, "stat", "-c", "%u %g", "/rootfile", "/userfile")

@@ -18,18 +18,42 @@ def host_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_bind_volume_writes_land_on_host(rref: Rref, host_dir: Path) -> None:
-    rref("run", "--rm", "-v", f"{host_dir}:/data", "busybox", "sh", "-c",
-         "echo from-container > /data/out")
+    rref(
+        "run",
+        "--rm",
+        "-v",
+        f"{host_dir}:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-container > /data/out",
+    )
     assert (host_dir / "out").read_text() == "from-container\n"
 
 
 def test_read_only_volume_rejects_writes(rref: Rref, host_dir: Path) -> None:
-    out = rref.out("run", "--rm", "-v", f"{host_dir}:/data:ro", "busybox", "sh", "-c",
-                   "{ echo x > /data/out; } 2>&1; echo rc=$?")
+    out = rref.out(
+        "run",
+        "--rm",
+        "-v",
+        f"{host_dir}:/data:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "{ echo x > /data/out; } 2>&1; echo rc=$?",
+    )
     assert "Read-only file system" in out and "rc=1" in out
     assert not (host_dir / "out").exists()
-    out = rref.out("run", "--rm", "--mount", f"type=bind,source={host_dir},target=/d,readonly",
-                   "busybox", "sh", "-c", "{ touch /d/x; } 2>&1; echo rc=$?")
+    out = rref.out(
+        "run",
+        "--rm",
+        "--mount",
+        f"type=bind,source={host_dir},target=/d,readonly",
+        "busybox",
+        "sh",
+        "-c",
+        "{ touch /d/x; } 2>&1; echo rc=$?",
+    )
     assert "Read-only file system" in out
 
 
@@ -38,8 +62,18 @@ def test_named_volume_outlives_container(rref: Rref) -> None:
     try:
         rref("run", "--rm", "-v", f"{vol}:/v", "busybox", "sh", "-c", "echo kept > /v/f")
         assert vol in rref.out("volume", "ls", "-q").split()
-        assert rref.out("run", "--rm", "--mount", f"type=volume,source={vol},target=/w",
-                        "busybox", "cat", "/w/f") == "kept\n"
+        assert (
+            rref.out(
+                "run",
+                "--rm",
+                "--mount",
+                f"type=volume,source={vol},target=/w",
+                "busybox",
+                "cat",
+                "/w/f",
+            )
+            == "kept\n"
+        )
         mountpoint = json.loads(rref.out("volume", "inspect", vol))[0]["Mountpoint"]
         assert Path(mountpoint, "f").read_text() == "kept\n"
     finally:
@@ -62,14 +96,28 @@ def test_anonymous_volume_goes_with_rm_flag(fresh_rref: Rref) -> None:
 
 
 def test_tmpfs_mount(rref: Rref) -> None:
-    out = rref.out("run", "--rm", "--tmpfs", "/scratch:size=1m", "busybox", "sh", "-c",
-                   "grep ' /scratch ' /proc/self/mountinfo")
+    out = rref.out(
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "busybox",
+        "sh",
+        "-c",
+        "grep ' /scratch ' /proc/self/mountinfo",
+    )
     assert " - tmpfs " in out and "size=1024k" in out and "noexec" in out
 
 
 def test_volume_data_is_not_in_the_writable_layer(rref: Rref, host_dir: Path) -> None:
-    cid = rref.run_d("-v", f"{host_dir}:/data", "busybox", "sh", "-c",
-                     "echo v > /data/file; echo u > /layer-file; sleep 60")
+    cid = rref.run_d(
+        "-v",
+        f"{host_dir}:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo v > /data/file; echo u > /layer-file; sleep 60",
+    )
     upper = Path(rref.inspect(cid, "{{.GraphDriver.Data.UpperDir}}"))
     rref("exec", cid, "true")
     files = {str(p.relative_to(upper)) for p in upper.rglob("*")}
@@ -79,8 +127,7 @@ def test_volume_data_is_not_in_the_writable_layer(rref: Rref, host_dir: Path) ->
 
 
 @pytest.mark.parametrize("link", ["/tmp/{esc}", "../../../../../../../tmp/{esc}"])
-def test_symlinked_volume_target_stays_inside_rootfs(rref: Rref, host_dir: Path,
-                                                     link: str) -> None:
+def test_symlinked_volume_target_stays_inside_rootfs(rref: Rref, host_dir: Path, link: str) -> None:
     """A symlink in the image must not redirect a mount outside the rootfs (VOL-05)."""
     from runtime_ref.images import ImageStore
 
@@ -93,10 +140,23 @@ def test_symlinked_volume_target_stays_inside_rootfs(rref: Rref, host_dir: Path,
     (layer / "escape").symlink_to(link.format(esc=esc))
     digest = store.add_layer_from_dir(str(layer))
     tag = f"rref-escape-{uuid.uuid4().hex[:8]}:latest"
-    store.add_image({**base.config, "rootfs": {"type": "layers", "diff_ids": [
-        *base.config["rootfs"]["diff_ids"], digest]}}, tag)
+    store.add_image(
+        {
+            **base.config,
+            "rootfs": {"type": "layers", "diff_ids": [*base.config["rootfs"]["diff_ids"], digest]},
+        },
+        tag,
+    )
     (host_dir / "payload").write_text("vol\n")
-    out = rref.out("run", "--rm", "-v", f"{host_dir}:/escape/sub", tag, "sh", "-c",
-                   "cat /escape/sub/payload; readlink /escape")
+    out = rref.out(
+        "run",
+        "--rm",
+        "-v",
+        f"{host_dir}:/escape/sub",
+        tag,
+        "sh",
+        "-c",
+        "cat /escape/sub/payload; readlink /escape",
+    )
     assert out.split("\n")[0] == "vol"
     assert not outside.exists(), "the mount target was created on the host"
