@@ -95,6 +95,12 @@ def spawn(
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the forked child
         try:
+            # Non-dumpable before joining anything: while this host interpreter (and the
+            # grandchild it forks) is inside the container's namespaces, a container
+            # process must not open its /proc/PID/exe, cwd, root or fds (the CVE-2019-5736
+            # class). The kernel then requires CAP_SYS_PTRACE over the host's user
+            # namespace; execve of the user program makes it dumpable again.
+            sc.prctl(sc.PR_SET_DUMPABLE, 0)
             for fd in (err_r, pid_r, u_r, g1_w, g2_w):
                 if fd >= 0:
                     os.close(fd)

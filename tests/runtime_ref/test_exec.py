@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from conftest import Rref
 
@@ -105,3 +106,53 @@ def test_exec_detached_keeps_running(rref: Rref) -> None:
         "-c",
         "for i in $(seq 50); do [ -e /done ] && exit 0; sleep 0.1; done; exit 1",
     )
+
+
+def _host_python() -> str:
+    """dev:ino of the interpreter that runs rref (what a CVE-2019-5736 attacker wants)."""
+    st = os.stat(os.path.realpath(sys.executable))
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def test_exec_joining_process_cannot_be_reached_from_inside(rref: Rref) -> None:
+    """While `rref exec` joins, a container process scanning /proc/*/exe must not get the
+    host's interpreter (the CVE-2019-5736 class): the joining process is non-dumpable."""
+    scan = (
+        "while :; do stat -L -c %d:%i /proc/[0-9]*/exe 2>/dev/null"
+        ' | grep -qx "$HOSTEXE" && echo hit >> /hits; done'
+    )
+    cid = rref.run_d("-e", f"HOSTEXE={_host_python()}", "busybox", "sh", "-c", scan)
+    for _ in range(40):
+        rref("exec", cid, "true")
+    hits = rref("exec", cid, "sh", "-c", "cat /hits 2>/dev/null; true").stdout.split()
+    assert not hits, f"the host interpreter was reachable from inside {len(hits)} times"
+
+
+def test_spawned_process_is_non_dumpable_until_its_execve() -> None:
+    """The joining child and the process it forks are non-dumpable (checked in the forked
+    process itself); the program they exec is dumpable again (its /proc files belong to it)."""
+    import json
+
+    from runtime_ref import process
+    from runtime_ref import syscalls as sc
+
+    def body(err_fd: int, _go: int) -> None:
+        os.write(
+            err_fd, json.dumps({"code": 0, "message": str(sc.prctl(sc.PR_GET_DUMPABLE))}).encode()
+        )
+        os._exit(0)
+
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        started = process.spawn((null, null, null), [], lambda: None, body)  # type: ignore[arg-type]
+    finally:
+        os.close(null)
+    assert started.error == {"code": 0, "message": "0"}
+    assert sc.prctl(sc.PR_GET_DUMPABLE) == 1  # the caller itself is untouched
+
+
+def test_exec_program_is_dumpable_again(rref: Rref) -> None:
+    cid = rref.run_d("-u", "1000", "busybox", "sleep", "60")
+    pid = rref.pid(cid)
+    # a non-dumpable process's /proc files belong to root; the user program owns its own
+    assert os.stat(f"/proc/{pid}/environ").st_uid == 1000
