@@ -27,3 +27,15 @@ class UsageError(RrefError):
 
 class NotFound(RrefError):
     """A container, image or name that does not exist."""
+
+
+class CgroupError(RrefError):
+    """A cgroup operation failed or a limit was refused; one-line message.
+
+    Defined here, not in `cgroups`, so that the resource table can refuse a
+    limit without importing the cgroup package (and the package can read the
+    table without an import loop).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_RUNTIME)

@@ -8,7 +8,9 @@ Resource control takes the OCI runtime-spec `linux.resources` shape (plain
 dicts).  Each controller is driven by the version that serves it here: v1 when
 a v1 hierarchy has it (v1 wins on hybrid hosts, as `Layout.driver_for` says),
 else the unified hierarchy.  The per-version code lives in `v1.py`/`v2.py` and
-is imported only when a limit is applied or read.
+is imported only when a limit is applied or read; what both drivers and this
+front share (errors, file access, value formats) is in `_files.py`, so the
+import graph is front -> drivers -> _files with no way back.
 """
 
 from __future__ import annotations
@@ -17,7 +19,18 @@ import errno
 import os
 import time
 
-from ..errors import EXIT_RUNTIME, RrefError
+from ..errors import CgroupError
+from ._files import (
+    WAIT,
+    CgroupUnsupported,
+    device_rule,
+    parse_cpuset,
+    parse_flat_keyed,
+    parse_int,
+    parse_limit,
+    read_value,
+    write_value,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,18 +40,26 @@ MIN_MEMORY = 6 * 1024 * 1024  # docker's linuxMinMemory
 CPU_ONLINE = "/sys/devices/system/cpu/online"
 NODE_ONLINE = "/sys/devices/system/node/online"
 SIGKILL = 9  # signal.SIGKILL on Linux, without importing signal (and enum) at start-up
-WAIT = 5.0  # seconds to wait for freeze/thaw and for a killed cgroup to empty
 
-
-class CgroupError(RrefError):
-    """A cgroup operation failed or a limit was refused; one-line message."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, EXIT_RUNTIME)
-
-
-class CgroupUnsupported(CgroupError, NotImplementedError):
-    """The request needs a mechanism rref does not implement on this host."""
+__all__ = [
+    "WAIT",
+    "Cgroup",
+    "CgroupError",
+    "CgroupUnsupported",
+    "Hierarchy",
+    "Layout",
+    "detect",
+    "device_rule",
+    "parse_cpuset",
+    "parse_flat_keyed",
+    "parse_int",
+    "parse_limit",
+    "parse_mountinfo",
+    "parse_proc_cgroup",
+    "read_value",
+    "validate",
+    "write_value",
+]
 
 
 class Hierarchy:
@@ -469,80 +490,7 @@ def _inherit_cpuset(path: str) -> None:
             fh.write(value)
 
 
-# -- file access shared by the drivers ---------------------------------------------------
-
-
-def write_value(d: str, name: str, value: object) -> None:
-    """Write one cgroup file; CgroupError names the file, value and directory."""
-    try:
-        fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, str(value).encode())
-        finally:
-            os.close(fd)
-    except OSError as e:
-        raise CgroupError(f"cannot set {name} to {value}: {e.strerror} ({d})") from None
-
-
-def read_value(d: str | None, name: str) -> str | None:
-    """A cgroup file's text, stripped; None when the directory or file is absent."""
-    if d is None:
-        return None
-    try:
-        with open(os.path.join(d, name)) as f:
-            return f.read().strip()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as e:
-        raise CgroupError(f"cannot read {name}: {e.strerror} ({d})") from None
-
-
-def parse_flat_keyed(text: str | None) -> dict[str, int]:
-    """`key value` lines (cpu.stat, memory.events, cgroup.events, oom_control)."""
-    out: dict[str, int] = {}
-    for line in (text or "").splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
-
-
-UNLIMITED_V1 = 1 << 62  # v1 reports "no limit" as PAGE_COUNTER_MAX pages: ~2**63
-
-
-def parse_limit(text: str | None) -> int | None:
-    """A limit file's value; None for "max", -1, v1's huge no-limit numbers or absence."""
-    if text is None:
-        return None
-    text = text.strip()
-    if text in ("max", "", "-1"):
-        return None
-    n = int(text)
-    return None if n >= UNLIMITED_V1 else n
-
-
-def parse_int(text: str | None) -> int | None:
-    return int(text) if text else None
-
-
 # -- validation before anything is created -----------------------------------------------
-
-
-def parse_cpuset(text: str) -> set[int]:
-    """Parse a kernel cpu/node list ("0-2,5"); ValueError if it is not one."""
-    out: set[int] = set()
-    text = text.strip()
-    if not text:
-        return out
-    for part in text.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError(f"invalid cpuset list {text!r}")
-        a, b = int(lo), int(hi) if sep else int(lo)
-        if b < a:
-            raise ValueError(f"invalid cpuset range {part!r} in {text!r}")
-        out.update(range(a, b + 1))
-    return out
 
 
 def _given(section: object, *keys: str) -> dict[str, Any]:
@@ -637,28 +585,3 @@ def validate(resources: dict[str, Any] | None, ncpus: int | None = None) -> None
         raise CgroupError(f"invalid device rules: {rules!r} is not a list")
     for rule in rules:
         device_rule(rule)
-
-
-def device_rule(rule: object) -> str:
-    """A device rule as the v1 devices.allow/deny line ("c 1:3 rwm"); CgroupError if bad."""
-    if not isinstance(rule, dict):
-        raise CgroupError(f"invalid device rule: {rule!r}")
-    kind = rule.get("type") or "a"
-    access = rule.get("access") or "rwm"
-    if (
-        kind not in ("a", "c", "b")
-        or not isinstance(access, str)
-        or not access
-        or set(access) - set("rwm")
-    ):
-        raise CgroupError(f"invalid device rule: {rule!r}")
-    nums = []
-    for k in ("major", "minor"):
-        n = rule.get(k)
-        if n is None or n == -1:
-            nums.append("*")
-        elif isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise CgroupError(f"invalid device rule: {rule!r}")
-        else:
-            nums.append(str(n))
-    return f"{kind} {nums[0]}:{nums[1]} {access}"

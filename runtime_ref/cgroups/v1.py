@@ -10,7 +10,7 @@ import errno
 import os
 import time
 
-from . import (
+from ._files import (
     WAIT,
     CgroupError,
     device_rule,

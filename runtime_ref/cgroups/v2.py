@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import (
+from ._files import (
     WAIT,
     CgroupError,
     parse_flat_keyed,
