@@ -19,7 +19,7 @@ import stat
 import sys
 
 from . import commit as cm
-from .errors import RrefError
+from .errors import BuildError, RrefError
 from .images import ImageStore, normalize_ref
 from .state import Store, flock
 
@@ -41,13 +41,6 @@ METADATA = (
     "MAINTAINER",
 )
 SUPPORTED = ("FROM", "RUN", "COPY", "ADD", *METADATA)
-
-
-class BuildError(RrefError):
-    """A build failure: `Dockerfile:LINE: what` (docker build exits 1)."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"{where}: {message}", 1)
 
 
 def _glob(pattern: str) -> re.Pattern[str]:

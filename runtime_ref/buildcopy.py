@@ -28,7 +28,7 @@ _ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 @contextlib.contextmanager
 def merged_view(images: Any, image_id: str) -> Iterator[str]:
     """A read-only overlay of an image's layers, mounted for the duration of the block."""
-    from .containers import remove_tree
+    from .rmtree import remove_tree
 
     img = images.get(image_id)
     base = os.path.join(images.layers, f".rref-view-{os.getpid()}-{os.urandom(4).hex()}")
@@ -130,7 +130,7 @@ def _extract(archive: str, dst: str, owner: tuple[int, int] | None) -> None:
     import lzma
 
     from . import layers
-    from .containers import remove_tree
+    from .rmtree import remove_tree
 
     with open(archive, "rb") as f:
         head = f.read(6)
@@ -166,8 +166,8 @@ def build_copy_layer(
     parent_id: str,
 ) -> str:
     """Stage the copied files at their destination and store them as one layer."""
-    from .build import BuildError
-    from .containers import remove_tree
+    from .errors import BuildError
+    from .rmtree import remove_tree
 
     images = b.images
     stage = os.path.join(images.layers, f".rref-copy-{os.getpid()}-{os.urandom(4).hex()}")

@@ -12,20 +12,23 @@ import subprocess
 import time
 
 from .errors import EXIT_RUNTIME, RrefError
-from .images import DEFAULT_IMAGE, ImageStore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .images import ImageStore
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 
 
-def build_image(store: ImageStore) -> str:
-    """Build and tag busybox:latest once (under the store lock), return its image id."""
+def build_image(store: ImageStore, name: str) -> str:
+    """Build and tag `name` (busybox:latest) once, under the store lock; return its image id."""
     from .state import flock
 
     store.ensure()
     with flock(os.path.join(store.root, "busybox.lock")):
         repos = store.repositories()
-        if DEFAULT_IMAGE in repos:
-            return repos[DEFAULT_IMAGE]
+        if name in repos:
+            return repos[name]
         busybox = next((p for p in BUSYBOX_CANDIDATES if os.path.isfile(p)), None)
         if busybox is None:
             raise RrefError(
@@ -49,7 +52,7 @@ def build_image(store: ImageStore) -> str:
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
             "history": [{"created": created, "created_by": f"rref: busybox from {busybox}"}],
         }
-        return store.add_image(config, DEFAULT_IMAGE)
+        return store.add_image(config, name)
 
 
 def _oci_arch() -> str:

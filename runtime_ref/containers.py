@@ -10,6 +10,7 @@ from . import events, procinfo
 from .cgroups import Cgroup
 from .errors import EXIT_RUNTIME, RrefError, UsageError
 from .images import ImageStore
+from .rmtree import remove_tree
 from .spec import ANN_OVERLAY, ANN_USER, default_spec, merge_env
 from .state import Store, now_iso
 
@@ -464,23 +465,6 @@ def _build(
         "LogPath": os.path.join(cdir, "container.log"),
         "Mounts": user_mounts,
     }
-
-
-def remove_tree(top: str) -> None:
-    """rm -rf without importing shutil on the `run --rm` path; never follows symlinks."""
-    stack = [top]
-    dirs: list[str] = []
-    while stack:
-        d = stack.pop()
-        dirs.append(d)
-        with os.scandir(d) as it:
-            for e in it:
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
-                else:
-                    os.unlink(e.path)
-    for d in reversed(dirs):
-        os.rmdir(d)
 
 
 def host_config_resources(spec: dict[str, Any]) -> dict[str, Any]:

@@ -39,3 +39,10 @@ class CgroupError(RrefError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, EXIT_RUNTIME)
+
+
+class BuildError(RrefError):
+    """A build failure: `Dockerfile:LINE: what` (docker build exits 1)."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}", 1)

@@ -141,19 +141,3 @@ COMMANDS: dict[
     "pull": (cmd_pull, "pull an image from a registry on loopback", _opts_pull),
     "push": (cmd_push, "push an image to a registry on loopback", _opts_push),
 }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m runtime_ref.imagecmds ...`: rref's CLI with these commands added,
-    for use until (and harmless after) cli.COMMANDS carries them."""
-    from . import cli
-
-    for name, entry in COMMANDS.items():
-        cli.COMMANDS.setdefault(name, entry)
-    return cli.main(argv)
-
-
-if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    raise SystemExit(code)

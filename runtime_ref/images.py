@@ -81,7 +81,7 @@ class ImageStore:
                         os.makedirs(os.path.dirname(target), exist_ok=True)
                         tmp = f"{target}.tmp-{os.getpid()}"
                         if os.path.exists(tmp):
-                            from .containers import remove_tree
+                            from .rmtree import remove_tree
 
                             remove_tree(tmp)
                         remap_tree(d, tmp, uidmap, gidmap)
@@ -139,7 +139,7 @@ class ImageStore:
 
     def _adopt(self, stage: str, diff_id: str, size: int, content: int) -> str:
         """Move a staged layer (diff/ + layer.tar) into place; an existing one wins."""
-        from .containers import remove_tree
+        from .rmtree import remove_tree
 
         write_json(
             os.path.join(stage, "layer.json"),
@@ -159,7 +159,7 @@ class ImageStore:
         into diff/ (whiteouts converted, unsafe entries refused). With `expected`,
         a digest mismatch is refused and nothing is stored."""
         from . import layers
-        from .containers import remove_tree
+        from .rmtree import remove_tree
 
         stage = self._stage()
         try:
@@ -192,7 +192,7 @@ class ImageStore:
             layers.write_tree(tree, w)
         digest = "sha256:" + w.hexdigest()
         if self.has_layer(digest):
-            from .containers import remove_tree
+            from .rmtree import remove_tree
 
             remove_tree(stage)
             remove_tree(tree)
@@ -314,7 +314,7 @@ class ImageStore:
 
     def gc_layers(self) -> list[str]:
         """Remove layers no image references any more; return their diff_ids."""
-        from .containers import remove_tree
+        from .rmtree import remove_tree
 
         used: set[str] = set()
         for i in self.image_ids():
@@ -335,7 +335,7 @@ class ImageStore:
     def build_busybox(self) -> str:
         from .busybox import build_image
 
-        return build_image(self)
+        return build_image(self, DEFAULT_IMAGE)
 
 
 def _content_size(tree: str) -> int:

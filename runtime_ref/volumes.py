@@ -86,7 +86,7 @@ class VolumeStore:
         if users:
             in_use = ", ".join(u[:12] for u in users)
             raise RrefError(f"remove {name}: volume is in use - [{in_use}]")
-        from .containers import remove_tree
+        from .rmtree import remove_tree
 
         with self.lock():
             self.get(name)
