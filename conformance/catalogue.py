@@ -13,6 +13,18 @@ from importlib import resources
 
 LEVELS = ("MUST", "SHOULD", "MAY")
 
+#: What a level can rest on. "policy": stricter than any reference (reported as policy,
+#: never as a runtime defect); "derived": trace evidence for another behaviour.
+BASES = (
+    "runtime-spec",
+    "image-spec",
+    "kernel",
+    "man-page",
+    "docker-documented",
+    "policy",
+    "derived",
+)
+
 #: Allure severity of each level.
 SEVERITY = {"MUST": "critical", "SHOULD": "normal", "MAY": "minor"}
 
@@ -25,12 +37,19 @@ class Behaviour:
     area_title: str
     title: str
     observe: str
+    basis: str = "policy"
+    clause: str = ""
     links: tuple[str, ...] = ()
-    level_stated: bool = True
+    derived: bool = False
 
     @property
     def severity(self) -> str:
         return SEVERITY[self.level]
+
+    @property
+    def is_policy(self) -> bool:
+        """Stricter than its reference: a miss is a policy deviation, not a runtime defect."""
+        return self.basis == "policy"
 
 
 class CatalogueError(ValueError):
@@ -67,11 +86,18 @@ def parse(text: str) -> Catalogue:
     out: dict[str, Behaviour] = {}
     for entry in data.get("behaviour", []):
         bid = entry.get("id", "?")
-        missing = [k for k in ("id", "level", "area", "title", "observe") if not entry.get(k)]
+        required = ("id", "level", "area", "title", "observe", "basis", "clause")
+        missing = [k for k in required if not entry.get(k)]
         if missing:
             raise CatalogueError(f"{bid}: missing {', '.join(missing)}")
         if entry["level"] not in LEVELS:
             raise CatalogueError(f"{bid}: level {entry['level']!r} is not one of {LEVELS}")
+        if entry["basis"] not in BASES:
+            raise CatalogueError(f"{bid}: basis {entry['basis']!r} is not one of {BASES}")
+        if not str(entry["clause"]).startswith("https://"):
+            raise CatalogueError(f"{bid}: clause must be a https:// link to the clause")
+        if entry.get("derived", False) != (entry["basis"] == "derived"):
+            raise CatalogueError(f"{bid}: derived = true goes with basis 'derived' and only there")
         if entry["area"] not in areas:
             raise CatalogueError(f"{bid}: unknown area {entry['area']!r}")
         if not bid.startswith(entry["area"] + "-"):
@@ -85,8 +111,10 @@ def parse(text: str) -> Catalogue:
             area_title=areas[entry["area"]],
             title=entry["title"],
             observe=entry["observe"],
+            basis=entry["basis"],
+            clause=entry["clause"],
             links=tuple(entry.get("links", ())),
-            level_stated=entry.get("level_stated", True),
+            derived=bool(entry.get("derived", False)),
         )
     if not out:
         raise CatalogueError("no [[behaviour]] entries")

@@ -272,8 +272,8 @@ def _add_list(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "list",
         help="print the behaviour catalogue and the tests covering each ID",
-        description="Print every behaviour (ID, level, title) with the behaviour tests that "
-        "check it (collect-only: no container starts).",
+        description="Print every behaviour (ID, level, title, basis and clause) with the "
+        "behaviour tests that check it (collect-only: no container starts).",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--uncovered", action="store_true", help="only IDs without a test")
@@ -299,9 +299,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         tests = ", ".join(r["tests"]) or "-"
-        print(f"{r['id']:<9} {r['level']:<6} {r['title']}")
-        print(f"{'':<16} tests: {tests}")
-    print(f"({covered} of {total} behaviours covered)")
+        level = r["level"] + ("*" if r["derived"] else "")
+        print(f"{r['id']:<9} {level:<7} {r['title']}")
+        print(f"{'':<17} basis: {r['basis']}  {r['clause']}")
+        print(f"{'':<17} tests: {tests}")
+    print(
+        f"({covered} of {total} behaviours covered; * a level derived from the behaviour "
+        "the evidence is for; basis policy: stricter than any reference)"
+    )
     return 0
 
 

@@ -56,6 +56,9 @@ def table(catalogue: Any, by_id: dict[str, list[str]]) -> list[dict[str, Any]]:
             "level": b.level,
             "area": b.area,
             "title": b.title,
+            "basis": b.basis,
+            "clause": b.clause,
+            "derived": b.derived,
             "tests": by_id.get(b.id, []),
         }
         for b in catalogue

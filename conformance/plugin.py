@@ -266,6 +266,10 @@ def _allure_labels(item: pytest.Item, first: Any, ids: list[str], runtime: str) 
     item.add_marker(label(*ids, label_type="story"))
     item.add_marker(label(first.severity, label_type="severity"))
     item.add_marker(label(runtime, label_type="tag"))
+    item.add_marker(label(f"basis: {first.basis}", label_type="tag"))
+    item.add_marker(
+        pytest.mark.allure_link(first.clause, name=f"{first.basis} clause", link_type="link")
+    )
     for link in first.links[:3]:
         item.add_marker(pytest.mark.allure_link(link, name=link, link_type="link"))
 

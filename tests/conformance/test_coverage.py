@@ -15,7 +15,6 @@ from conformance import catalogue
 
 # MUST behaviours without a test yet. Remove an ID when its test lands.
 PENDING = {
-    "USR-04",  # setgroups "deny": needs an unprivileged (rootless) runner writing the maps
     # syscall-trace evidence: tests to come with the probes
     *(f"TRACE-0{i}" for i in range(1, 7)),
 }
