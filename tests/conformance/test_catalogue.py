@@ -95,15 +95,9 @@ def test_areas_and_fields():
         assert b.title and b.observe, b.id
         assert all(link.startswith("https://") for link in b.links), b.id
         assert b.basis in catalogue.BASES, b.id
-        assert (
-            b.clause.startswith("https://")
-            and "#" in b.clause
-            or b.basis
-            in (
-                "docker-documented",
-                "policy",
-            )
-        ), f"{b.id}: the clause link should point at the clause, not the document"
+        assert b.clause.startswith("https://"), b.id
+        anchored = "#" in b.clause or b.basis in ("docker-documented", "policy")
+        assert anchored, f"{b.id}: the clause link should point at the clause, not the document"
         assert b.severity == {"MUST": "critical", "SHOULD": "normal", "MAY": "minor"}[b.level]
     assert [b.id for b in cat if b.derived] == [f"TRACE-0{i}" for i in range(1, 7)]
     assert {b.id for b in cat if b.is_policy} == POLICY
