@@ -30,6 +30,26 @@ if [ -d /sys/kernel/tracing ] && [ ! -e /sys/kernel/tracing/events ]; then
   mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
 fi
 
+# Kernel headers for bcc (the probes). When none match the running kernel, Debian's
+# 6.1 cloud headers are linked in: bcc compiles with them, and the probes only use
+# tracepoint arguments, helpers and uapi structs, so 6.1 layouts never matter.
+kbuild="/lib/modules/$(uname -r)/build"
+if [ ! -e "$kbuild/include" ] && command -v apt-get >/dev/null 2>&1; then
+  if ! compgen -G '/usr/src/linux-headers-6.1.0-*-cloud-amd64' >/dev/null; then
+    echo "setup: no kernel headers for $(uname -r): installing linux-headers-cloud-amd64 (6.1) for the bcc probes"
+    apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-headers-cloud-amd64 >/dev/null \
+      || echo "setup: could not install kernel headers: the bcc probes will be unavailable"
+  fi
+  cloud=$(compgen -G '/usr/src/linux-headers-6.1.0-*-cloud-amd64' | sort -V | tail -1 || true)
+  if [ -n "$cloud" ] && [ -d "${cloud%-cloud-amd64}-common" ]; then
+    mkdir -p "/lib/modules/$(uname -r)"
+    ln -sfn "$cloud" "$kbuild"
+    ln -sfn "${cloud%-cloud-amd64}-common" "/lib/modules/$(uname -r)/source"
+    echo "setup: linked $kbuild -> $cloud (source -> ${cloud%-cloud-amd64}-common) for bcc"
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
