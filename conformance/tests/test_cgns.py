@@ -9,5 +9,6 @@ import pytest
 @pytest.mark.requires("ns:cgroup")
 def test_proc_self_cgroup_shows_root(runtime, inspect_inside):
     inside = inspect_inside()
+    assert inside.cgroup, "the inspector read no /proc/self/cgroup lines inside"
     not_root = [ln for ln in inside.cgroup if ln.split(":", 2)[2] != "/"]
     assert not not_root, f"/proc/self/cgroup inside shows host paths: {not_root}"

@@ -53,6 +53,8 @@ def test_inside_mounts_stay_inside(runtime, container):
 def test_host_mounts_after_start_stay_out(runtime, container, workspace):
     src = workspace.path(token("conform-vol"))
     (src / "sub").mkdir()
+    # the volume is asked for rprivate (docker's default for -v; the OCI adapter's options):
+    # with slave propagation the host mount below would rightly appear inside
     s = started(runtime, container, ContainerSpec(volumes=[Volume(str(src), "/vol")]))
     mark = token()
     hostops.mount("conform-" + mark, str(src / "sub"), "tmpfs")

@@ -72,6 +72,16 @@ def test_etc_hostname_matches(runtime, inspect_inside):
     name = token("c")
     inside = inspect_inside(hostname=name)
     assert inside.etc_hostname is not None, "/etc/hostname does not exist inside"
-    assert inside.etc_hostname == (inside.hostname + "\n").encode(), (
-        f"/etc/hostname holds {inside.etc_hostname!r}, want {inside.hostname + chr(10)!r}"
+    assert inside.hostname == name, f"hostname inside is {inside.hostname!r}, want {name!r}"
+    held = inside.etc_hostname.removesuffix(b"\n")
+    assert held == name.encode(), f"/etc/hostname holds {inside.etc_hostname!r}, want {name!r}"
+
+
+@pytest.mark.behaviour("UTS-05")
+@pytest.mark.requires("engine")
+def test_etc_hostname_ends_with_newline(runtime, inspect_inside):
+    inside = inspect_inside(hostname=token("c"))
+    assert inside.etc_hostname is not None, "/etc/hostname does not exist inside"
+    assert inside.etc_hostname.endswith(b"\n") and inside.etc_hostname.count(b"\n") == 1, (
+        f"/etc/hostname holds {inside.etc_hostname!r}: hostname(5): one line and a newline"
     )

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -90,6 +90,21 @@ def leaks(cid: str) -> list[str]:
             except OSError:
                 pass
     return found
+
+
+def wait_for(check: Callable[[], object], what: str, timeout: float = 10.0) -> object:
+    """Poll until `check()` is truthy and return it (tests synchronise on conditions, never on
+    sleeps); a condition that never comes fails with `what`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.02)
 
 
 def snapshot(root: str) -> dict[str, str]:

@@ -27,7 +27,8 @@ def test_exec_joins_the_container_cgroup(rref: Rref) -> None:
     out = rref.out("exec", cid, "sh", "-c", "cat /proc/self/cgroup; echo $$")
     inner_pid = out.strip().split("\n")[-1]
     # seen from inside, the exec'd shell sits at the root of the cgroup namespace
-    assert all(ln.endswith(":/") for ln in out.split("\n")[:-2] if "name=" not in ln)
+    seen = [ln for ln in out.split("\n")[:-2] if "name=" not in ln]
+    assert seen and all(ln.endswith(":/") for ln in seen), out
     # seen from the host, it is in the container's cgroup: found in its cgroup.procs
     procs = rref.inspect(cid, "{{json .CgroupPaths}}")
     import json

@@ -6,7 +6,7 @@ import os
 import re
 
 import pytest
-from conftest import Rref
+from conftest import Rref, wait_for
 
 
 def sh(rref: Rref, script: str, *flags: str) -> str:
@@ -76,7 +76,13 @@ def test_network_none_has_only_lo_and_it_is_up(rref: Rref) -> None:
 
 
 def test_loopback_works_inside(rref: Rref) -> None:
-    out = sh(rref, "nc -l -p 8080 -e echo pong & sleep 0.2; echo ping | nc 127.0.0.1 8080")
+    # the client retries until the listener is up (a condition, not a guessed delay)
+    out = sh(
+        rref,
+        "nc -l -p 8080 -e echo pong & for i in $(seq 200); do "
+        'r=$(echo ping | nc 127.0.0.1 8080 2>/dev/null); [ -n "$r" ] && break; usleep 20000; '
+        'done; echo "$r"',
+    )
     assert "pong" in out
 
 
@@ -94,7 +100,12 @@ def test_mounts_inside_are_invisible_on_host(rref: Rref) -> None:
         "-c",
         "mkdir -p /mnt/x && mount -t tmpfs rref-inner /mnt/x && sleep 60",
     )
-    inside = rref.out("exec", cid, "cat", "/proc/self/mountinfo")
+
+    def mounted() -> str:
+        m = rref.out("exec", cid, "cat", "/proc/self/mountinfo")
+        return m if " /mnt/x " in m else ""
+
+    inside = str(wait_for(mounted, "the mount inside to happen"))
     assert " /mnt/x " in inside  # the mount really happened, inside
     host = _host_mounts()
     assert not [m for m in host if m.endswith("/mnt/x") or rref.root in m]
@@ -257,4 +268,4 @@ def test_container_has_its_own_cgroup(rref: Rref) -> None:
     with open(f"/proc/{pid}/cgroup") as f:
         lines = f.read().strip().split("\n")
     own = [ln for ln in lines if not ln.split(":")[1].startswith("name=")]
-    assert all(ln.endswith(f"/rref-{cid}") for ln in own), lines
+    assert own and all(ln.endswith(f"/rref-{cid}") for ln in own), lines

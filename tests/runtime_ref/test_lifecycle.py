@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from conftest import Rref, leaks
+from conftest import Rref, leaks, wait_for
 
 
 def state_of(rref: Rref, cid: str) -> dict[str, object]:
@@ -63,9 +63,7 @@ def test_stdout_and_stderr_stay_apart(rref: Rref) -> None:
 
 def test_logs_return_stdout_and_stderr(rref: Rref) -> None:
     cid = rref.run_d("busybox", "sh", "-c", "echo one; echo two >&2; echo three; sleep 60")
-    deadline = time.time() + 5
-    while time.time() < deadline and "three" not in rref.out("logs", cid):
-        time.sleep(0.05)
+    wait_for(lambda: "three" in rref.out("logs", cid), "the third line in the log")
     p = rref("logs", cid)
     assert p.stdout == "one\nthree\n"
     assert p.stderr == "two\n"
@@ -131,9 +129,12 @@ def test_create_then_start(fresh_rref: Rref) -> None:
 
 def test_stop_sends_sigterm_first(rref: Rref) -> None:
     cid = rref.run_d(
-        "busybox", "sh", "-c", "trap 'echo got-term; exit 0' TERM; while true; do sleep 0.1; done"
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 0' TERM; echo trapped; while true; do sleep 0.1; done",
     )
-    time.sleep(0.3)
+    wait_for(lambda: "trapped" in rref.out("logs", cid), "the TERM trap to be set")
     t = time.time()
     rref("stop", "-t", "10", cid)
     assert time.time() - t < 5
@@ -161,11 +162,15 @@ def test_kill_and_wait(rref: Rref) -> None:
 
 def test_killing_init_ends_every_process(rref: Rref) -> None:
     cid = rref.run_d("busybox", "sh", "-c", "sleep 100 & sleep 100 & sleep 100 & wait")
-    time.sleep(0.3)
     cg = json.loads(rref.inspect(cid, "{{json .CgroupPaths}}"))
     procs = next(iter(cg.values())) + "/cgroup.procs"
-    with open(procs) as f:
-        pids = f.read().split()
+
+    def members() -> list[str]:
+        with open(procs) as f:
+            return f.read().split()
+
+    wait_for(lambda: len(members()) == 4, "the init and its three children")
+    pids = members()
     assert len(pids) == 4
     rref("kill", cid)
     for p in pids:
@@ -223,7 +228,7 @@ def test_ps_reconciles_a_lost_container(rref: Rref) -> None:
     data = state_of(rref, cid)
     os.kill(data["MonitorPid"], 9)
     os.kill(data["Pid"], 9)
-    time.sleep(0.2)
+    wait_for(lambda: not os.path.exists(f"/proc/{data['Pid']}"), "the killed init to be gone")
     assert rref.inspect(cid, "{{.State.Status}}") == "exited"
     assert "monitor" in rref.inspect(cid, "{{.State.Error}}")
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Rref
+from conftest import Rref, wait_for
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_volume_data_is_not_in_the_writable_layer(rref: Rref, host_dir: Path) ->
         "echo v > /data/file; echo u > /layer-file; sleep 60",
     )
     upper = Path(rref.inspect(cid, "{{.GraphDriver.Data.UpperDir}}"))
-    rref("exec", cid, "true")
+    wait_for(lambda: (host_dir / "file").exists() and (upper / "layer-file").exists(), "the writes")
     files = {str(p.relative_to(upper)) for p in upper.rglob("*")}
     assert "layer-file" in files
     # only the empty mount-point placeholder of the volume stands in the layer
