@@ -21,9 +21,11 @@ conformance: setup
 	$(VENV)/bin/conform run --runtime $(RUNTIME) -n 2 --results $(RESULTS); rc=$$?; \
 	$(VENV)/bin/conform report --results $(RESULTS) || rc=1; exit $$rc
 
+# Style and types: ruff (pinned), then mypy on the packages listed in pyproject.toml.
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) bench/startup.py

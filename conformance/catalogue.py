@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 
@@ -67,7 +68,7 @@ class Catalogue:
     def __getitem__(self, bid: str) -> Behaviour:
         return self.behaviours[bid]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Behaviour]:
         return iter(self.behaviours.values())
 
     def __len__(self) -> int:

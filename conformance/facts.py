@@ -277,8 +277,8 @@ class CgroupView:
     def cpu_max(self) -> tuple[int | None, int]:
         """(quota or None for unlimited, period) in microseconds."""
         if self.version("cpu") == 2:
-            quota, _, period = (self.read("cpu", "cpu.max") or "max 100000").partition(" ")
-            return (None if quota == "max" else int(quota)), int(period)
+            text, _, period = (self.read("cpu", "cpu.max") or "max 100000").partition(" ")
+            return (None if text == "max" else int(text)), int(period)
         quota = int(self.read("cpu", "cpu.cfs_quota_us") or -1)
         return (None if quota < 0 else quota), int(self.read("cpu", "cpu.cfs_period_us") or 0)
 

@@ -100,9 +100,9 @@ def sysv_objects(kind: str, text: str | None = None) -> list[tuple[int, int]]:
             return []
     out = []
     for line in text.splitlines()[1:]:
-        f = line.split()
-        if len(f) >= 2 and f[0].lstrip("-").isdigit() and f[1].isdigit():
-            out.append((int(f[0]) & 0xFFFFFFFF, int(f[1])))
+        cols = line.split()
+        if len(cols) >= 2 and cols[0].lstrip("-").isdigit() and cols[1].isdigit():
+            out.append((int(cols[0]) & 0xFFFFFFFF, int(cols[1])))
     return out
 
 

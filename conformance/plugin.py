@@ -25,10 +25,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import pytest
 
 from conformance.errors import RuntimeFailure, Unsupported
@@ -215,7 +216,8 @@ def _select_behaviours(config: pytest.Config, items: list[pytest.Item], state: A
     if not values:
         return
     everywhere, scoped = parse_behaviour_option(values, state.names, set(state.catalogue.ids()))
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         ids, name = _behaviours(item), _runtime_name(item)
         wanted = everywhere | scoped.get(name or "", set())
@@ -316,7 +318,9 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
     outcome = yield
     if _BEHAVIOURS not in item.stash:
         return
@@ -341,7 +345,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = _reason(exc) if exc is not None else str(rep.longrepr)
         if rep.when != "call":
             reason = f"{rep.when}: {reason}"
-    rep.conform = {
+    # An attribute of the report (not user_properties): xdist ships it to the controller.
+    rep.conform = {  # type: ignore[attr-defined]
         "runtime": _runtime_name(item),
         "behaviours": item.stash[_BEHAVIOURS],
         "verdict": verdict,
@@ -421,7 +426,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     found = state.finish()
     if hasattr(config, "workerinput"):
-        config.workeroutput["conform_leftovers"] = found
+        config.workeroutput["conform_leftovers"] = found  # type: ignore[attr-defined]
         return
     state.leftovers.extend(found)
     state.leftovers.extend(state.renamed_host())  # the controller saw the name before workers

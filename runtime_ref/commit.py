@@ -154,7 +154,7 @@ def new_image_config(
     diff_ids = list(base.get("rootfs", {}).get("diff_ids", []))
     if diff_id:
         diff_ids.append(diff_id)
-    hist = {"created": created, "created_by": created_by}
+    hist: dict[str, Any] = {"created": created, "created_by": created_by}
     if comment:
         hist["comment"] = comment
     if author:

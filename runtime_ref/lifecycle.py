@@ -90,8 +90,9 @@ def exec_in(
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(started.pid, 0)
         raise RrefError(
-            str(started.error.get("message")), int(started.error.get("code", EXIT_RUNTIME))
-        )  # type: ignore[call-overload]
+            str(started.error.get("message")),
+            int(started.error.get("code", EXIT_RUNTIME)),  # type: ignore[call-overload]
+        )
     label = f"exec_start: {' '.join(args)}"
     events.emit(store.root, label, cid, containers.event_attrs(cfg))
     if detach:

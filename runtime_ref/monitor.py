@@ -152,8 +152,8 @@ def supervise(
     )
     events.emit(store.root, "start", cid, containers.event_attrs(cfg))
     _notify(notify_fd, {"pid": pid})
-    for sig in pending:
-        forward(sig, None)
+    for signum in pending:
+        forward(signum, None)
     code = _pump(pid, out_r, err_r, log, foreground, proxies)
     _finish(store, cid, cfg, code, "")
     return code

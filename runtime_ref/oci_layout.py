@@ -197,6 +197,7 @@ def parse_manifest(raw: bytes, what: str) -> tuple[dict[str, Any], list[dict[str
         raise ArchiveError(f"{what}: manifest without a layers list")
     for i, layer in enumerate(layers):
         check_descriptor(layer, f"{what} layer {i}")
+    assert isinstance(config, dict)  # check_descriptor refused anything else
     return config, layers
 
 
@@ -240,7 +241,7 @@ def layer_stream(f: IO[bytes], what: str) -> IO[bytes]:
     """The uncompressed tar of a layer blob: gzip by its magic, plain tar as is."""
     import io
 
-    buffered = f if isinstance(f, io.BufferedReader) else io.BufferedReader(f)  # type: ignore[arg-type]
+    buffered = f if isinstance(f, io.BufferedReader) else io.BufferedReader(f)  # type: ignore[type-var]
     head = buffered.peek(4)[:4]
     if head[:2] == b"\x1f\x8b":
         import gzip
@@ -250,7 +251,7 @@ def layer_stream(f: IO[bytes], what: str) -> IO[bytes]:
         raise ArchiveError(f"{what}: zstd-compressed layers are not supported (use gzip)")
     if head[:3] == b"BZh" or head[:4] == b"\xfd7zX":
         raise ArchiveError(f"{what}: bzip2/xz-compressed layers are not supported")
-    return buffered  # type: ignore[return-value]
+    return buffered
 
 
 def add_layer_blob(store: ImageStore, f: IO[bytes], diff_id: str, what: str) -> None:
@@ -305,7 +306,7 @@ def save(store: ImageStore, refs: list[str], out_path: str) -> None:
         blobs[img.id] = (len(raw), raw)
         name = normalize_ref(ref)
         named = name in img.tags
-        layers = []
+        layers: list[dict[str, Any]] = []
         for diff_id in config_diff_ids(raw, f"image {ref}", None):
             digest, size, path = store.compressed_blob(diff_id)
             blobs[digest] = (size, path)
@@ -510,7 +511,7 @@ class Source:
             f = self.tar.extractfile(e.ref)
             if f is None:  # pragma: no cover - regular members always extract
                 raise ArchiveError(f"{what}: unreadable entry {name}")
-            return f  # type: ignore[no-any-return]
+            return f
         fd = os.open(e.ref, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         return os.fdopen(fd, "rb")
 
@@ -630,23 +631,23 @@ def _plan_docker(src: Source) -> list[_Plan]:
     if not isinstance(entries, list) or not entries:
         raise ArchiveError("manifest.json: expected a non-empty list of images")
     plans = []
-    for i, e in enumerate(entries):
+    for i, entry in enumerate(entries):
         what = f"manifest.json image {i}"
         if (
-            not isinstance(e, dict)
-            or not isinstance(e.get("Config"), str)
-            or not isinstance(e.get("Layers"), list)
-            or not all(isinstance(x, str) for x in e["Layers"])
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("Config"), str)
+            or not isinstance(entry.get("Layers"), list)
+            or not all(isinstance(x, str) for x in entry["Layers"])
         ):
             raise ArchiveError(f"{what}: needs Config and Layers")
-        cfg_name = Source._clean(e["Config"])
+        cfg_name = Source._clean(entry["Config"])
         raw = src.read_small(cfg_name, what)
         m = re.fullmatch(r"(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json)?", cfg_name)
         if m:
             verify("sha256:" + m.group(1), None, sha256_of(raw), len(raw), f"{what} config")
-        diff_ids = config_diff_ids(raw, f"{what} config", len(e["Layers"]))
+        diff_ids = config_diff_ids(raw, f"{what} config", len(entry["Layers"]))
         layers = []
-        for j, lname in enumerate(e["Layers"]):
+        for j, lname in enumerate(entry["Layers"]):
             name = Source._clean(lname)
             if not src.has(name):
                 raise ArchiveError(f"{what} layer {j}: missing from the image archive: {name}")
@@ -654,7 +655,7 @@ def _plan_docker(src: Source) -> list[_Plan]:
             if b:
                 src.verify_blob("sha256:" + b.group(1), None, f"{what} layer {j}")
             layers.append((name, diff_ids[j]))
-        tags = e.get("RepoTags") or []
+        tags = entry.get("RepoTags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise ArchiveError(f"{what}: RepoTags is not a list of names")
         try:

@@ -60,7 +60,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         b = os.read(fd, 65536)
         if not b:
@@ -143,10 +143,12 @@ def spawn(
         except BaseException:
             import sys  # a bug: report it rather than hang the caller
 
-            e = sys.exc_info()[1]
+            exc = sys.exc_info()[1]
             _write_all(
                 err_w,
-                json.dumps({"code": EXIT_RUNTIME, "message": f"{type(e).__name__}: {e}"}).encode(),
+                json.dumps(
+                    {"code": EXIT_RUNTIME, "message": f"{type(exc).__name__}: {exc}"}
+                ).encode(),
             )
         os._exit(EXIT_RUNTIME)
     for fd in (err_w, pid_w, u_w, g1_r, g2_r):

@@ -101,7 +101,7 @@ def _resolves_to_loopback(addr: str, port: int | None) -> bool:
     except OSError:
         return False
     return bool(infos) and all(
-        ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos
+        ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos
     )
 
 

@@ -173,18 +173,18 @@ class EngineRuntime(BaseRuntime):
             f += ["--pids-limit", str(spec.pids_limit)]
         if spec.cpuset_cpus is not None:
             f += ["--cpuset-cpus", spec.cpuset_cpus]
-        for v in spec.volumes:
-            f += ["-v", f"{v.source}:{v.target}" + (":ro" if v.readonly else "")]
+        for vol in spec.volumes:
+            f += ["-v", f"{vol.source}:{vol.target}" + (":ro" if vol.readonly else "")]
         if spec.readonly_rootfs:
             f.append("--read-only")
         if spec.workdir:
             f += ["-w", spec.workdir]
         if spec.user:
             f += ["-u", spec.user]
-        for c in spec.cap_add:
-            f += ["--cap-add", c]
-        for c in spec.cap_drop:
-            f += ["--cap-drop", c]
+        for cap in spec.cap_add:
+            f += ["--cap-add", cap]
+        for cap in spec.cap_drop:
+            f += ["--cap-drop", cap]
         if spec.privileged:
             f.append("--privileged")
         if spec.no_new_privs:
@@ -344,7 +344,8 @@ class EngineRuntime(BaseRuntime):
         if self.engine == "podman":
             # podman 4.3's file event log with --until returns a truncated list once the log
             # holds events out of time order; --stream=false ends at the log's end instead.
-            window = ("--since", f"{int(since)}", "--stream=false", "--format", "json")
+            window: tuple[str, ...] = ("--since", f"{int(since)}", "--stream=false")
+            window += ("--format", "json")
         else:
             window = ("--since", f"{since:.6f}", "--until", f"{until:.6f}")
             window += ("--format", "{{json .}}")

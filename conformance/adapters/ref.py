@@ -163,18 +163,18 @@ class RefRuntime(BaseRuntime):
             f += ["--pids-limit", str(spec.pids_limit)]
         if spec.cpuset_cpus is not None:
             f += ["--cpuset-cpus", spec.cpuset_cpus]
-        for v in spec.volumes:
-            f += ["-v", f"{v.source}:{v.target}" + (":ro" if v.readonly else "")]
+        for vol in spec.volumes:
+            f += ["-v", f"{vol.source}:{vol.target}" + (":ro" if vol.readonly else "")]
         if spec.readonly_rootfs:
             f.append("--read-only")
         if spec.workdir:
             f += ["-w", spec.workdir]
         if spec.user:
             f += ["-u", spec.user]
-        for c in spec.cap_add:
-            f += ["--cap-add", c]
-        for c in spec.cap_drop:
-            f += ["--cap-drop", c]
+        for cap in spec.cap_add:
+            f += ["--cap-add", cap]
+        for cap in spec.cap_drop:
+            f += ["--cap-drop", cap]
         if spec.privileged:
             f.append("--privileged")
         if spec.no_new_privs:
@@ -363,7 +363,7 @@ def _free_bridge_name() -> str:
     raise RuntimeError("no free rrefconform<hex> interface name")
 
 
-def _host_networks() -> list[ipaddress.IPv4Network]:
+def _host_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """Destinations of the host's IPv4 routes (connected subnets of every interface)."""
     nets = []
     with open("/proc/net/route") as f:
@@ -378,7 +378,7 @@ def _host_networks() -> list[ipaddress.IPv4Network]:
     return nets
 
 
-def _free_subnet() -> ipaddress.IPv4Network:
+def _free_subnet() -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """A /24 of 172.31.0.0/16 that no host route covers (and not rref's default one)."""
     used = [*_host_networks(), RREF_DEFAULT_SUBNET]
     candidates = [n for n in SUBNET_POOL.subnets(new_prefix=24) if n.network_address.packed[2]]
