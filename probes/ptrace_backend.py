@@ -27,9 +27,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
-from probes import procinfo
+from probes import fdpaths
 
 # ptrace(2) requests and options not named by python-ptrace
 PTRACE_SYSCALL = 24
@@ -57,6 +57,10 @@ WALL = 0x40000000  # __WALL: threads too
 WNOTHREAD = 0x20000000  # __WNOTHREAD: only this thread's tracees, never another's children
 SYSCALL_INFO_ENTRY, SYSCALL_INFO_EXIT = 1, 2
 AUDIT_ARCH_X86_64 = 0xC000003E
+SYS_TGKILL = 234
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.ptrace.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p)
+_LIBC.ptrace.restype = ctypes.c_long
 STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 
 # The syscalls both backends record (x86_64 numbers; python-ptrace's table names them).
@@ -76,6 +80,7 @@ WATCHED = (
     "execve",
     "execveat",
     "openat",
+    "openat2",
     "write",
     "mkdir",
     "mkdirat",
@@ -84,6 +89,7 @@ WATCHED = (
 MAX_STR = 4096
 MAX_ARGV = 64
 MAX_WRITE = 256
+MAX_DATA = 1024
 CLONE_ARGS_SIZE = 88  # struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2)
 
 
@@ -108,6 +114,7 @@ class _Task:
     tgid: int
     started: bool = False  # its initial stop (SIGSTOP, or SIGTRAP after exec) was consumed
     pending: tuple[str, dict[str, Any], float] | None = None  # syscall name, raw args, ts
+    comm: str = ""
     detaching: bool = False
 
 
@@ -192,6 +199,10 @@ class Memory:
                 break
         return out.decode(errors="replace")
 
+    def strings(self, addr: int, limit: int = MAX_ARGV) -> list[str]:
+        """A NULL-terminated array of strings (argv)."""
+        return [self.string(p) or "" for p in self.pointers(addr, limit)]
+
     def pointers(self, addr: int, limit: int = MAX_ARGV) -> list[int]:
         out: list[int] = []
         while addr and len(out) < limit:
@@ -208,77 +219,86 @@ class Memory:
 def read_args(name: str, args: Sequence[int], mem: Memory) -> dict[str, Any] | None:
     """The raw arguments of syscall ``name`` at its entry, strings read from ``mem``.
 
-    Keys follow the kernel's tracepoint field names, as the bcc backend sees them. None
-    means the call is not one we record (an openat outside cgroup fs, a write to a pipe).
+    Keys are those `probes.decode.decode` takes. None means the call is not one we record
+    (an openat outside a cgroup fs, a write to a pipe).
     """
     a = list(args)
-    if name == "clone":
-        return {"clone_flags": a[0]}
+    if name in ("clone", "unshare"):
+        return {"flags": a[0]}
     if name == "clone3":
-        raw: dict[str, Any] = {"size": a[1]}
         data = mem.read(a[0], min(a[1], CLONE_ARGS_SIZE))
-        if data is None or len(data) < 8:
-            raw["flags"] = None
-        else:
-            raw["flags"] = struct.unpack_from("<Q", data)[0]
-            if len(data) >= 40:
-                raw["exit_signal"] = struct.unpack_from("<Q", data, 32)[0]
-        return raw
-    if name == "unshare":
-        return {"unshare_flags": a[0]}
+        if data is None or len(data) < 40:
+            return {"flags": None, "exit_signal": None}
+        flags, exit_signal = (
+            struct.unpack_from("<Q", data)[0],
+            struct.unpack_from("<Q", data, 32)[0],
+        )
+        return {"flags": flags, "exit_signal": exit_signal}
     if name == "setns":
-        return {"fd": _signed32(a[0]), "flags": a[1]}
+        return {"fd": _signed32(a[0]), "nstype": a[1] & 0xFFFFFFFF}
     if name == "mount":
         return {
-            "dev_name": mem.string(a[0]),
-            "dir_name": mem.string(a[1]),
-            "type": mem.string(a[2]),
+            "source": mem.string(a[0]),
+            "target": mem.string(a[1]),
+            "fstype": mem.string(a[2]),
             "flags": a[3],
-            "data": _mount_data(mem, a[4], a[2], mem.string(a[2])),
+            "data": mem.string(a[4], MAX_DATA),
         }
     if name == "umount2":
-        return {"name": mem.string(a[0]), "flags": a[1]}
+        return {"target": mem.string(a[0]), "flags": a[1] & 0xFFFFFFFF}
     if name == "pivot_root":
         return {"new_root": mem.string(a[0]), "put_old": mem.string(a[1])}
     if name == "chroot":
-        return {"filename": mem.string(a[0])}
+        return {"path": mem.string(a[0])}
     if name in ("sethostname", "setdomainname"):
-        data = mem.read(a[0], min(a[1], 64))
-        return {"name": None if data is None else data.decode(errors="replace"), "len": a[1]}
+        data = mem.read(a[0], min(a[1], 64))  # not NUL-terminated: len bytes
+        return {"name": None if data is None else data.decode(errors="replace")}
     if name == "mknod":
-        return {"filename": mem.string(a[0]), "mode": a[1], "dev": a[2]}
+        return {"path": mem.string(a[0]), "mode": a[1] & 0xFFFFFFFF, "dev": a[2] & 0xFFFFFFFF}
     if name == "mknodat":
-        return {"dfd": _signed32(a[0]), "filename": mem.string(a[1]), "mode": a[2], "dev": a[3]}
-    if name in ("execve", "execveat"):
-        fn, av = (a[0], a[1]) if name == "execve" else (a[1], a[2])
-        raw = {"filename": mem.string(fn), "argv": [mem.string(p) or "" for p in mem.pointers(av)]}
-        if name == "execveat":
-            raw["fd"] = _signed32(a[0])
-            raw["flags"] = a[4]
-        return raw
-    if name == "openat":
-        path = procinfo.resolve_at(mem.tid, _signed32(a[0]), mem.string(a[1]))
-        if path is None or not procinfo.on_cgroupfs(path):
+        return {
+            "dfd": _signed32(a[0]),
+            "path": mem.string(a[1]),
+            "mode": a[2] & 0xFFFFFFFF,
+            "dev": a[3] & 0xFFFFFFFF,
+        }
+    if name == "execve":
+        return {"filename": mem.string(a[0]), "argv": mem.strings(a[1])}
+    if name == "execveat":
+        return {
+            "dfd": _signed32(a[0]),
+            "filename": mem.string(a[1]),
+            "argv": mem.strings(a[2]),
+            "flags": a[4] & 0xFFFFFFFF,
+        }
+    if name in ("openat", "openat2"):
+        dfd, path = _signed32(a[0]), mem.string(a[1])
+        if not fdpaths.on_cgroupfs(fdpaths.resolve_at(mem.tid, dfd, path)):
             return None
-        return {"dfd": _signed32(a[0]), "filename": path, "flags": a[2], "mode": a[3]}
+        if name == "openat":
+            flags = a[2] & 0xFFFFFFFF
+        else:  # struct open_how: flags is its first u64
+            how = mem.read(a[2], 8)
+            flags = struct.unpack("<Q", how)[0] if how and len(how) == 8 else 0
+        return {"dfd": dfd, "path": path, "flags": flags}
     if name in ("mkdir", "mkdirat", "unlinkat"):
-        dfd, p, rest = (-100, a[0], a[1]) if name == "mkdir" else (_signed32(a[0]), a[1], a[2])
-        path = procinfo.resolve_at(mem.tid, dfd, mem.string(p))
-        if path is None or (name != "unlinkat" and not procinfo.on_cgroupfs(path)):
+        if name == "mkdir":
+            dfd, path, rest = fdpaths.AT_FDCWD, mem.string(a[0]), a[1]
+        else:
+            dfd, path, rest = _signed32(a[0]), mem.string(a[1]), a[2]
+        if not fdpaths.on_cgroupfs(fdpaths.resolve_at(mem.tid, dfd, path)):
             return None
-        key = "flag" if name == "unlinkat" else "mode"
-        return {"dfd": dfd, "pathname": path, key: rest}
+        key = "flags" if name == "unlinkat" else "mode"
+        raw: dict[str, Any] = {"path": path, key: rest & 0xFFFFFFFF}
+        if name != "mkdir":
+            raw["dfd"] = dfd
+        return raw
     if name == "write":
-        path = procinfo.fd_path(mem.tid, _signed32(a[0]))
-        if path is None or not procinfo.on_cgroupfs(path):
+        fd = _signed32(a[0])
+        if not fdpaths.on_cgroupfs(fdpaths.fd_path(mem.tid, fd)):
             return None
         data = mem.read(a[1], min(a[2], MAX_WRITE))
-        return {
-            "fd": _signed32(a[0]),
-            "path": path,
-            "data": None if data is None else data.decode(errors="replace"),
-            "count": a[2],
-        }
+        return {"fd": fd, "data": None if data is None else data.decode(errors="replace")}
     return None
 
 
@@ -287,40 +307,15 @@ def _signed32(value: int) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-def _mount_data(mem: Memory, addr: int, _type_addr: int, fstype: str | None) -> str | None:
-    """Mount data is a string for the filesystems containers use (not for binary ones)."""
-    if addr == 0:
-        return None
-    return mem.string(addr, 1024)
-
-
 class Tracer:
     """Runs one command under ptrace; every ptrace call happens on the thread running `run`."""
 
-    def __init__(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: int | IO[Any] | None = None,
-        stdout: int | IO[Any] | None = None,
-        stderr: int | IO[Any] | None = None,
-        env: dict[str, str] | None = None,
-        cwd: str | None = None,
-        start_new_session: bool = True,
-        text: bool = False,
-        timeout: float | None = None,
-    ) -> None:
+    def __init__(self, argv: Sequence[str], *, timeout: float | None = None, **popen: Any) -> None:
+        """``popen`` are subprocess.Popen keyword arguments (preexec_fn is the tracer's)."""
+        if "preexec_fn" in popen:
+            raise ValueError("the ptrace backend needs preexec_fn for itself")
         self.argv = [str(a) for a in argv]
-        self._popen_kw: dict[str, Any] = {
-            "stdin": stdin,
-            "stdout": stdout,
-            "stderr": stderr,
-            "env": env,
-            "cwd": cwd,
-            "start_new_session": start_new_session,
-        }
-        if text:
-            self._popen_kw.update(text=True, errors="replace")
+        self._popen_kw = popen
         self.timeout = timeout
         self.events: list[RawEvent] = []
         self.notes: list[str] = []
@@ -367,12 +362,22 @@ class Tracer:
     def wait_root(self, timeout: float | None) -> bool:
         return self._root_done.wait(timeout)
 
-    def finish(self, timeout: float | None = 30.0) -> None:
-        """Wait for the loop to end (the command exited and the rest was detached)."""
-        if not self._finished.wait(timeout):
-            self.notes.append(f"tracer still running after {timeout:g}s: trace cut short")
+    def finish(self, timeout: float = 10.0) -> None:
+        """Wait at most ``timeout`` for the loop to end (the command exited, the rest detached).
+
+        Called while the command still runs, it detaches from the whole tree first.
+        """
+        deadline = time.monotonic() + timeout
+        if not self._root_done.is_set():
+            self.notes.append("trace ended while the command was still running: detached")
             self.request_detach()
-            self._finished.wait(10)
+        if not self._finished.wait(max(0.0, deadline - time.monotonic()) * 0.7):
+            self.request_detach()  # tasks forked since the last round get their SIGSTOP too
+            if not self._finished.wait(max(0.0, deadline - time.monotonic())):
+                self.notes.append(
+                    f"tracer did not finish within {timeout:g}s: trace cut short, "
+                    f"{len(self._tasks)} task(s) may still be traced"
+                )
         if self._timer is not None:
             self._timer.cancel()
 
@@ -424,13 +429,7 @@ class Tracer:
             self._finished.set()
 
     def _spawn(self) -> None:
-        ptrace = self._ptrace
-        assert ptrace is not None
-
-        def traceme() -> None:
-            ptrace(0)  # PTRACE_TRACEME: the exec that follows stops with SIGTRAP
-
-        self.proc = TracedPopen(self, self.argv, preexec_fn=traceme, **self._popen_kw)
+        self.proc = TracedPopen(self, self.argv, preexec_fn=_traceme, **self._popen_kw)
         self.root_pid = self.proc.pid
         self._tasks[self.root_pid] = _Task(self.root_pid, self.root_pid)
         # exec of the command itself happened before we could see it: record it as such
@@ -440,7 +439,7 @@ class Tracer:
                 self.root_pid,
                 self.root_pid,
                 "execve",
-                {"filename": _resolved(self.argv[0], self._popen_kw["env"]), "argv": self.argv},
+                {"filename": _resolved(self.argv[0], self._popen_kw.get("env")), "argv": self.argv},
                 0,
                 ppid=os.getpid(),
             )
@@ -491,7 +490,7 @@ class Tracer:
                 raise
 
     def _adopt(self, tid: int, tgid: int | None = None) -> _Task:
-        task = _Task(tid, tgid if tgid is not None else procinfo.tgid(tid) or tid)
+        task = _Task(tid, tgid if tgid is not None else fdpaths.tgid(tid) or tid)
         with self._lock:
             self._tasks[tid] = task
             detaching = self._detach_requested
@@ -578,6 +577,7 @@ class Tracer:
 
     def _record(self, task: _Task, name: str, raw: dict[str, Any], ret: int, ts: float) -> None:
         pid = task.tgid
+        task.comm = fdpaths.comm(task.tid) or task.comm
         self.events.append(
             RawEvent(
                 ts,
@@ -586,10 +586,10 @@ class Tracer:
                 name,
                 raw,
                 ret,
-                comm=procinfo.comm(task.tid),
-                ppid=procinfo.ppid(pid),
-                ns=procinfo.namespaces(pid),
-                cgroup_id=procinfo.cgroup_id(pid),
+                comm=task.comm,
+                ppid=fdpaths.ppid(pid),
+                ns=fdpaths.namespaces(pid),
+                cgroup_id=fdpaths.cgroup_id(pid),
             )
         )
 
@@ -607,10 +607,10 @@ class Tracer:
                     parent.tgid,
                     parent.tid,
                     "fork",
-                    {"child_pid": new, "child_tgid": self._tasks[new].tgid},
+                    {"child_pid": new},
                     0,
-                    comm=procinfo.comm(parent.tid),
-                    ppid=procinfo.ppid(parent.tgid),
+                    comm=fdpaths.comm(parent.tid),
+                    ppid=fdpaths.ppid(parent.tgid),
                 )
             )
 
@@ -632,7 +632,7 @@ class Tracer:
                 self._unfinished += 1
             if not task.detaching:
                 self.events.append(
-                    RawEvent(time.monotonic(), task.tgid, tid, "exit", {"code": code}, 0, comm="")
+                    RawEvent(time.monotonic(), task.tgid, tid, "exit", {}, code, comm=task.comm)
                 )
         with self._lock:
             self._tasks.pop(tid, None)
@@ -666,8 +666,13 @@ class Tracer:
                     self.proc.returncode = self.returncode
 
 
-_LIBC = ctypes.CDLL(None, use_errno=True)
-SYS_TGKILL = 234  # x86_64
+def _traceme() -> None:
+    """In the child before exec: become traced (the exec then stops with SIGTRAP).
+
+    One libc call, no Python-level locks: the parent has other threads.
+    """
+    if _LIBC.ptrace(0, 0, None, None) != 0:  # PTRACE_TRACEME
+        raise OSError(ctypes.get_errno(), "PTRACE_TRACEME refused")
 
 
 def _tgkill(tgid: int, tid: int, sig: int) -> None:
