@@ -1,8 +1,9 @@
-"""What /proc says about a traced task: comm, parent, namespaces, cgroup, fd paths.
+"""Paths of a traced task's fds and cwd, cgroup mounts, and its cgroup2 id, from /proc.
 
-Why: both backends fill the same event fields from user space (BPF cannot reliably walk
-6.1-layout kernel structs on this kernel, ptrace cannot see them at all). Every reader
-returns an empty value for a task that is already gone instead of raising.
+Why: the cgroup syscalls are recorded only when they touch a cgroup filesystem, which the
+ptrace backend decides from where the task's fds point; the cgroup id is the one
+`bpf_get_current_cgroup_id` gives the bcc backend. Readers return None/0 for a task that
+is gone instead of raising.
 """
 
 from __future__ import annotations
@@ -10,48 +11,7 @@ from __future__ import annotations
 import functools
 import os
 
-NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
 AT_FDCWD = -100
-
-
-def _status(pid: int, key: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def tgid(tid: int) -> int:
-    """The thread-group id (host pid) of ``tid``; 0 when it is gone."""
-    return _status(tid, b"Tgid:")
-
-
-def ppid(pid: int) -> int:
-    """The host pid of the parent of ``pid``; 0 when unknown."""
-    return _status(pid, b"PPid:")
-
-
-def comm(tid: int) -> str:
-    try:
-        with open(f"/proc/{tid}/comm", "rb") as f:
-            return f.read().rstrip(b"\n").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def namespaces(pid: int) -> dict[str, int]:
-    """Namespace type -> inode for ``pid`` (those readable; {} when it is gone)."""
-    out: dict[str, int] = {}
-    for ns in NAMESPACES:
-        try:
-            out[ns] = os.stat(f"/proc/{pid}/ns/{ns}").st_ino
-        except OSError:
-            continue
-    return out
 
 
 @functools.cache

@@ -29,7 +29,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes import fdpaths
+from probes import fdpaths, procinfo
+from probes.backend import CommandTimeout, Unavailable
+from probes.decode import decode
+from probes.events import TraceEvent
+from probes.trace import Trace
 
 # ptrace(2) requests and options not named by python-ptrace
 PTRACE_SYSCALL = 24
@@ -56,6 +60,7 @@ EVENT_FORK, EVENT_VFORK, EVENT_CLONE, EVENT_EXEC = 1, 2, 3, 4
 WALL = 0x40000000  # __WALL: threads too
 WNOTHREAD = 0x20000000  # __WNOTHREAD: only this thread's tracees, never another's children
 SYSCALL_INFO_ENTRY, SYSCALL_INFO_EXIT = 1, 2
+CLONE_THREAD, CLONE_PARENT = 0x00010000, 0x00008000
 AUDIT_ARCH_X86_64 = 0xC000003E
 SYS_TGKILL = 234
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -86,10 +91,13 @@ WATCHED = (
     "mkdirat",
     "unlinkat",
 )
-MAX_STR = 4096
-MAX_ARGV = 64
-MAX_WRITE = 256
-MAX_DATA = 1024
+# What one record keeps, as the bcc backend's fixed buffers do (probes/bcc_backend.py STR,
+# SSTR, ARGC, ARGL less the NUL), so both backends truncate the same strings the same way.
+MAX_STR = 255
+MAX_FSTYPE = 63
+MAX_ARGV = 10
+MAX_ARG = 63
+MAX_WRITE = 63
 CLONE_ARGS_SIZE = 88  # struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2)
 
 
@@ -190,18 +198,18 @@ class Memory:
             chunk = min(4096 - (addr + len(out)) % 4096, limit - len(out))
             data = self.read(addr + len(out), chunk)
             if data is None:
-                return None if not out else out.decode(errors="replace")
+                return None if not out else _text(out)
             nul = data.find(b"\0")
             if nul >= 0:
-                return (out + data[:nul]).decode(errors="replace")
+                return _text(out + data[:nul])
             out += data
             if len(data) < chunk:
                 break
-        return out.decode(errors="replace")
+        return _text(out)
 
     def strings(self, addr: int, limit: int = MAX_ARGV) -> list[str]:
         """A NULL-terminated array of strings (argv)."""
-        return [self.string(p) or "" for p in self.pointers(addr, limit)]
+        return [self.string(p, MAX_ARG) or "" for p in self.pointers(addr, limit)]
 
     def pointers(self, addr: int, limit: int = MAX_ARGV) -> list[int]:
         out: list[int] = []
@@ -240,9 +248,9 @@ def read_args(name: str, args: Sequence[int], mem: Memory) -> dict[str, Any] | N
         return {
             "source": mem.string(a[0]),
             "target": mem.string(a[1]),
-            "fstype": mem.string(a[2]),
+            "fstype": mem.string(a[2], MAX_FSTYPE),
             "flags": a[3],
-            "data": mem.string(a[4], MAX_DATA),
+            "data": mem.string(a[4]),
         }
     if name == "umount2":
         return {"target": mem.string(a[0]), "flags": a[1] & 0xFFFFFFFF}
@@ -251,15 +259,15 @@ def read_args(name: str, args: Sequence[int], mem: Memory) -> dict[str, Any] | N
     if name == "chroot":
         return {"path": mem.string(a[0])}
     if name in ("sethostname", "setdomainname"):
-        data = mem.read(a[0], min(a[1], 64))  # not NUL-terminated: len bytes
-        return {"name": None if data is None else data.decode(errors="replace")}
+        data = mem.read(a[0], min(_signed32(a[1]), MAX_STR)) if _signed32(a[1]) > 0 else b""
+        return {"name": None if data is None else _text(data)}
     if name == "mknod":
-        return {"path": mem.string(a[0]), "mode": a[1] & 0xFFFFFFFF, "dev": a[2] & 0xFFFFFFFF}
+        return {"path": mem.string(a[0]), "mode": a[1] & 0xFFFF, "dev": a[2] & 0xFFFFFFFF}
     if name == "mknodat":
         return {
             "dfd": _signed32(a[0]),
             "path": mem.string(a[1]),
-            "mode": a[2] & 0xFFFFFFFF,
+            "mode": a[2] & 0xFFFF,  # umode_t, as the tracepoint has it
             "dev": a[3] & 0xFFFFFFFF,
         }
     if name == "execve":
@@ -288,8 +296,10 @@ def read_args(name: str, args: Sequence[int], mem: Memory) -> dict[str, Any] | N
             dfd, path, rest = _signed32(a[0]), mem.string(a[1]), a[2]
         if not fdpaths.on_cgroupfs(fdpaths.resolve_at(mem.tid, dfd, path)):
             return None
-        key = "flags" if name == "unlinkat" else "mode"
-        raw: dict[str, Any] = {"path": path, key: rest & 0xFFFFFFFF}
+        if name == "unlinkat":
+            raw: dict[str, Any] = {"path": path, "flags": rest & 0xFFFFFFFF}
+        else:
+            raw = {"path": path, "mode": rest & 0xFFFF}
         if name != "mkdir":
             raw["dfd"] = dfd
         return raw
@@ -298,8 +308,12 @@ def read_args(name: str, args: Sequence[int], mem: Memory) -> dict[str, Any] | N
         if not fdpaths.on_cgroupfs(fdpaths.fd_path(mem.tid, fd)):
             return None
         data = mem.read(a[1], min(a[2], MAX_WRITE))
-        return {"fd": fd, "data": None if data is None else data.decode(errors="replace")}
+        return {"fd": fd, "data": None if data is None else _text(data)}
     return None
+
+
+def _text(data: bytes) -> str:
+    return data.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def _signed32(value: int) -> int:
@@ -327,6 +341,7 @@ class Tracer:
         self.proc: TracedPopen | None = None
         self.error: BaseException | None = None
         self._tasks: dict[int, _Task] = {}
+        self._ppid: dict[int, int] = {}  # tgid -> tree parent (host pids)
         self._numbers: dict[int, str] = {}
         self._ptrace: Callable[..., int] | None = None
         self._started = threading.Event()
@@ -358,6 +373,14 @@ class Tracer:
             self._timer.daemon = True
             self._timer.start()
         return self.proc
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    @property
+    def unfinished(self) -> int:
+        return self._unfinished
 
     def wait_root(self, timeout: float | None) -> bool:
         return self._root_done.wait(timeout)
@@ -432,6 +455,7 @@ class Tracer:
         self.proc = TracedPopen(self, self.argv, preexec_fn=_traceme, **self._popen_kw)
         self.root_pid = self.proc.pid
         self._tasks[self.root_pid] = _Task(self.root_pid, self.root_pid)
+        self._ppid[self.root_pid] = os.getpid()
         # exec of the command itself happened before we could see it: record it as such
         self.events.append(
             RawEvent(
@@ -490,7 +514,7 @@ class Tracer:
                 raise
 
     def _adopt(self, tid: int, tgid: int | None = None) -> _Task:
-        task = _Task(tid, tgid if tgid is not None else fdpaths.tgid(tid) or tid)
+        task = _Task(tid, tgid if tgid is not None else procinfo.read_tgid(tid) or tid)
         with self._lock:
             self._tasks[tid] = task
             detaching = self._detach_requested
@@ -577,7 +601,7 @@ class Tracer:
 
     def _record(self, task: _Task, name: str, raw: dict[str, Any], ret: int, ts: float) -> None:
         pid = task.tgid
-        task.comm = fdpaths.comm(task.tid) or task.comm
+        task.comm = procinfo.read_comm(task.tid) or task.comm
         self.events.append(
             RawEvent(
                 ts,
@@ -587,8 +611,8 @@ class Tracer:
                 raw,
                 ret,
                 comm=task.comm,
-                ppid=fdpaths.ppid(pid),
-                ns=fdpaths.namespaces(pid),
+                ppid=self._ppid_of(pid),
+                ns=procinfo.read_ns(pid),
                 cgroup_id=fdpaths.cgroup_id(pid),
             )
         )
@@ -598,9 +622,18 @@ class Tracer:
         child = ctypes.c_ulong()
         self._ptrace(PTRACE_GETEVENTMSG, parent.tid, 0, ctypes.addressof(child))
         new = int(child.value)
-        if new not in self._tasks:
-            self._adopt(new)
+        flags, tgid = 0, None
+        if parent.pending is not None and parent.pending[0] in ("clone", "clone3"):
+            flags = parent.pending[1].get("flags") or 0
+            tgid = parent.tgid if flags & CLONE_THREAD else new
+        task = self._tasks.get(new) or self._adopt(new, tgid)  # None: ask /proc
+        if task.tgid != new:
+            return  # a thread: no new process
+        # the tree parent: CLONE_PARENT makes the child a sibling of its creator
+        ppid = self._ppid_of(parent.tgid)
+        self._ppid[new] = ppid if flags & CLONE_PARENT else parent.tgid
         if not parent.detaching:
+            parent.comm = procinfo.read_comm(parent.tid) or parent.comm
             self.events.append(
                 RawEvent(
                     time.monotonic(),
@@ -609,10 +642,17 @@ class Tracer:
                     "fork",
                     {"child_pid": new},
                     0,
-                    comm=fdpaths.comm(parent.tid),
-                    ppid=fdpaths.ppid(parent.tgid),
+                    comm=parent.comm,
+                    ppid=ppid,
+                    ns=procinfo.read_ns(parent.tgid),
+                    cgroup_id=fdpaths.cgroup_id(parent.tgid),
                 )
             )
+
+    def _ppid_of(self, tgid: int) -> int:
+        if tgid not in self._ppid:
+            self._ppid[tgid] = procinfo.read_ppid(tgid)
+        return self._ppid[tgid]
 
     def _exec_event(self, task: _Task) -> None:
         """After exec by a non-leader thread the kernel gives it the leader's id."""
@@ -630,9 +670,18 @@ class Tracer:
         if task is not None:
             if task.pending is not None:
                 self._unfinished += 1
-            if not task.detaching:
+            if not task.detaching and tid == task.tgid:
                 self.events.append(
-                    RawEvent(time.monotonic(), task.tgid, tid, "exit", {}, code, comm=task.comm)
+                    RawEvent(
+                        time.monotonic(),
+                        task.tgid,
+                        tid,
+                        "exit",
+                        {},
+                        0,
+                        comm=task.comm,
+                        ppid=self._ppid.get(task.tgid, 0),
+                    )
                 )
         with self._lock:
             self._tasks.pop(tid, None)
@@ -710,3 +759,145 @@ class TracedPopen(subprocess.Popen):  # type: ignore[type-arg]
             raise subprocess.TimeoutExpired(self.args, timeout or 0)
         self.returncode = self._tracer.returncode
         return self.returncode if self.returncode is not None else -signal.SIGKILL
+
+
+def to_trace(tracer: Tracer) -> Trace:
+    """The tracer's records as the shared schema, args decoded by `probes.decode`."""
+    events = [
+        TraceEvent(
+            ts=e.ts,
+            pid=e.pid,
+            tid=e.tid,
+            ppid=e.ppid,
+            comm=e.comm,
+            syscall=e.syscall,
+            args=decode(e.syscall, e.raw),
+            ret=e.ret,
+            ns=e.ns,
+            cgroup_id=e.cgroup_id,
+        )
+        for e in tracer.events
+    ]
+    notes = list(tracer.notes)
+    if tracer.unfinished:
+        notes.append(
+            f"{tracer.unfinished} watched syscall(s) never returned (the task was killed in them)"
+        )
+    return Trace(
+        backend="ptrace", events=events, lost=tracer.lost, notes=notes, root_pid=tracer.root_pid
+    )
+
+
+class PtraceTracee:
+    """One command started under ptrace (`probes.backend.Tracee`)."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+        assert tracer.proc is not None
+        self.proc: subprocess.Popen[Any] = tracer.proc
+        self.pid = tracer.root_pid
+        self._trace: Trace | None = None
+
+    def finish(self, timeout: float = 10.0) -> Trace:
+        if self._trace is None:
+            self._tracer.finish(timeout)
+            self._trace = to_trace(self._tracer)
+        return self._trace
+
+
+class PtraceBackend:
+    """`probes.backend.Backend` on ptrace: one tracing thread per traced command."""
+
+    name = "ptrace"
+
+    def __init__(self) -> None:
+        self._live: set[Tracer] = set()
+        self._lock = threading.Lock()
+
+    def spawn(self, argv: Sequence[str], **popen: Any) -> PtraceTracee:
+        return PtraceTracee(self._start(argv, None, popen))
+
+    def _start(self, argv: Sequence[str], timeout: float | None, popen: dict[str, Any]) -> Tracer:
+        tracer = Tracer(argv, timeout=timeout, **popen)
+        tracer.start()
+        with self._lock:
+            self._live = {t for t in self._live if not t.finished} | {tracer}
+        return tracer
+
+    def trace(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: Any = None,
+        stdout: Any = None,
+        stderr: Any = None,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float = 60.0,
+    ) -> tuple[subprocess.CompletedProcess[bytes], Trace]:
+        """Run ``argv`` to completion; on timeout the whole traced tree is killed.
+
+        (Killing the process group would miss a container init in its own session; the
+        tracer knows every task.)
+        """
+        feed = stdin if isinstance(stdin, bytes) else None
+        tracer = self._start(
+            argv,
+            timeout,
+            {
+                "stdin": subprocess.PIPE if feed is not None else stdin,
+                "stdout": stdout,
+                "stderr": stderr,
+                "env": env,
+                "cwd": cwd,
+                "start_new_session": True,
+            },
+        )
+        assert tracer.proc is not None
+        try:
+            out, err = tracer.proc.communicate(feed, timeout=timeout + 5)
+        except subprocess.TimeoutExpired:  # pipes held open by a detached survivor
+            tracer.kill_all()
+            out, err = None, None
+        tracer.finish(10.0)
+        trace = to_trace(tracer)
+        if tracer.timed_out:
+            raise CommandTimeout(
+                f"`{' '.join(map(str, argv))}` did not finish within {timeout:g}s", trace, out, err
+            )
+        returncode = tracer.proc.returncode if tracer.proc.returncode is not None else -9
+        return subprocess.CompletedProcess(list(argv), returncode, out, err), trace
+
+    def close(self) -> None:
+        with self._lock:
+            live, self._live = self._live, set()
+        for tracer in live:
+            if not tracer.finished:
+                tracer.finish(5.0)
+
+
+def create() -> PtraceBackend:
+    """The ptrace backend, after proving here that a traced child can be followed."""
+    import platform
+
+    if platform.machine() != "x86_64":
+        raise Unavailable(f"ptrace backend supports x86_64 only (this is {platform.machine()})")
+    try:
+        import ptrace.binding  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError as e:
+        raise Unavailable(f"python-ptrace is not installed ({e})") from None
+    with contextlib.suppress(OSError, ValueError), open("/proc/sys/kernel/yama/ptrace_scope") as f:
+        if int(f.read()) >= 3:
+            raise Unavailable("ptrace is disabled (kernel.yama.ptrace_scope = 3)")
+    backend = PtraceBackend()
+    probe = Tracer(["/bin/true"], stdin=subprocess.DEVNULL)
+    try:
+        probe.start().wait(10)
+    except (OSError, subprocess.SubprocessError) as e:
+        probe.kill_all()
+        raise Unavailable(f"ptrace refused: {e}") from None
+    probe.finish(5.0)
+    if probe.returncode != 0 or not probe.stops or probe.notes:
+        why = "; ".join(probe.notes) or f"traced /bin/true exited {probe.returncode}"
+        raise Unavailable(f"ptrace does not work here: {why}")
+    return backend
