@@ -124,6 +124,7 @@ class _Task:
     pending: tuple[str, dict[str, Any], float] | None = None  # syscall name, raw args, ts
     comm: str = ""
     detaching: bool = False
+    stop_sent: bool = False  # the SIGSTOP that ends tracing it was sent
 
 
 @dataclass
@@ -348,7 +349,7 @@ class Tracer:
         self._root_done = threading.Event()
         self._finished = threading.Event()
         self._detach_requested = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._timer: threading.Timer | None = None
         self._unfinished = 0
@@ -405,12 +406,19 @@ class Tracer:
             self._timer.cancel()
 
     def request_detach(self) -> None:
-        """End the trace now: detach every task, leaving them running."""
+        """End the trace now: detach every task, leaving them running.
+
+        A running task is stopped with one SIGSTOP, which its detach then swallows. A task
+        whose first stop has not been seen yet gets none: it is detached at that stop (a
+        second SIGSTOP would stay pending and stop it for good after the detach). The lock
+        makes the choice and the loop's `started` mark atomic.
+        """
         with self._lock:
             self._detach_requested = True
-            tasks = list(self._tasks.values())
-        for task in tasks:
-            _tgkill(task.tgid, task.tid, signal.SIGSTOP)
+            for task in self._tasks.values():
+                if task.started and not task.stop_sent:
+                    task.stop_sent = True
+                    _tgkill(task.tgid, task.tid, signal.SIGSTOP)
 
     def _on_timeout(self) -> None:
         if self._root_done.is_set():
@@ -479,12 +487,12 @@ class Tracer:
 
     def _detach(self, tid: int, sig: int = 0) -> None:
         assert self._ptrace is not None
-        try:
-            self._ptrace(PTRACE_DETACH, tid, 0, sig)
-        except Exception as exc:
-            if getattr(exc, "errno", None) != errno.ESRCH:
-                raise
         with self._lock:
+            try:
+                self._ptrace(PTRACE_DETACH, tid, 0, sig)
+            except Exception as exc:
+                if getattr(exc, "errno", None) != errno.ESRCH:
+                    raise
             self._tasks.pop(tid, None)
 
     def _loop(self) -> None:
@@ -528,11 +536,13 @@ class Tracer:
         event = status >> 16
         tid = task.tid
         if not task.started:
-            task.started = True
+            with self._lock:
+                task.started = True
+                detach_now = self._detach_requested
             if task.tid == self.root_pid:
                 ptrace(PTRACE_SETOPTIONS, tid, 0, OPTIONS)
             if sig in (signal.SIGSTOP, signal.SIGTRAP) and not event:
-                if self._detach_requested:
+                if detach_now:
                     self._detach(tid)
                 else:
                     self._resume(tid)
