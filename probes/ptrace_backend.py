@@ -343,6 +343,8 @@ class Tracer:
         self.error: BaseException | None = None
         self._tasks: dict[int, _Task] = {}
         self._ppid: dict[int, int] = {}  # tgid -> tree parent (host pids)
+        # tgid -> (namespaces, cgroup id) at its last record: an exited task has no /proc
+        self._last_seen: dict[int, tuple[dict[str, int], int]] = {}
         self._numbers: dict[int, str] = {}
         self._ptrace: Callable[..., int] | None = None
         self._started = threading.Event()
@@ -473,7 +475,10 @@ class Tracer:
                 "execve",
                 {"filename": _resolved(self.argv[0], self._popen_kw.get("env")), "argv": self.argv},
                 0,
+                comm=procinfo.read_comm(self.root_pid),
                 ppid=os.getpid(),
+                ns=procinfo.read_ns(self.root_pid),
+                cgroup_id=fdpaths.cgroup_id(self.root_pid),
             )
         )
 
@@ -539,6 +544,7 @@ class Tracer:
             with self._lock:
                 task.started = True
                 detach_now = self._detach_requested
+            task.comm = procinfo.read_comm(tid)
             if task.tid == self.root_pid:
                 ptrace(PTRACE_SETOPTIONS, tid, 0, OPTIONS)
             if sig in (signal.SIGSTOP, signal.SIGTRAP) and not event:
@@ -612,6 +618,8 @@ class Tracer:
     def _record(self, task: _Task, name: str, raw: dict[str, Any], ret: int, ts: float) -> None:
         pid = task.tgid
         task.comm = procinfo.read_comm(task.tid) or task.comm
+        ns, cgroup_id = procinfo.read_ns(pid), fdpaths.cgroup_id(pid)
+        self._last_seen[pid] = (ns, cgroup_id)
         self.events.append(
             RawEvent(
                 ts,
@@ -622,8 +630,8 @@ class Tracer:
                 ret,
                 comm=task.comm,
                 ppid=self._ppid_of(pid),
-                ns=procinfo.read_ns(pid),
-                cgroup_id=fdpaths.cgroup_id(pid),
+                ns=ns,
+                cgroup_id=cgroup_id,
             )
         )
 
@@ -674,6 +682,7 @@ class Tracer:
             with self._lock:
                 moved = self._tasks.pop(old)
             task.pending = moved.pending
+        task.comm = procinfo.read_comm(task.tid) or task.comm
 
     def _gone(self, tid: int, task: _Task | None, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
@@ -691,6 +700,8 @@ class Tracer:
                         0,
                         comm=task.comm,
                         ppid=self._ppid.get(task.tgid, 0),
+                        ns=dict(self._last_seen.get(task.tgid, ({}, 0))[0]),
+                        cgroup_id=self._last_seen.get(task.tgid, ({}, 0))[1],
                     )
                 )
         with self._lock:
@@ -911,3 +922,42 @@ def create() -> PtraceBackend:
         why = "; ".join(probe.notes) or f"traced /bin/true exited {probe.returncode}"
         raise Unavailable(f"ptrace does not work here: {why}")
     return backend
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m probes.ptrace_backend [--jsonl FILE] [--timeout S] -- COMMAND...`
+
+    Runs COMMAND traced with its stdio inherited, writes the trace as JSONL, and exits
+    with COMMAND's status (128+N when a signal N ended it): a tracer in front of a command,
+    for launchers that can only prepend argv.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m probes.ptrace_backend")
+    parser.add_argument("--jsonl", help="write the trace here (default: stderr)")
+    parser.add_argument("--timeout", type=float, default=None)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command given")
+    tracer = Tracer(command, timeout=args.timeout, start_new_session=False)
+    try:
+        proc = tracer.start()
+    except OSError as e:
+        print(f"ptrace: {command[0]}: {e.strerror or e}", file=sys.stderr)
+        return 127 if isinstance(e, FileNotFoundError) else 126
+    code = proc.wait()
+    tracer.finish()
+    text = to_trace(tracer).to_jsonl()
+    if args.jsonl:
+        with open(args.jsonl, "w") as f:
+            f.write(text)
+    else:
+        sys.stderr.write(text)
+    return 128 - code if code < 0 else code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

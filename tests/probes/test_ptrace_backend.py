@@ -288,3 +288,17 @@ def test_trace_round_trips_through_jsonl(ptrace: PtraceBackend) -> None:
     back = Trace.from_jsonl(trace.to_jsonl())
     assert [e.to_dict() for e in back.events] == [e.to_dict() for e in trace.events]
     assert isinstance(back.events[0], TraceEvent)
+
+
+def test_launcher_cli_forwards_the_status_and_writes_the_trace(tmp_path: Path) -> None:
+    out = tmp_path / "trace.jsonl"
+    cli = [sys.executable, "-m", "probes.ptrace_backend", "--jsonl", str(out), "--"]
+    p = subprocess.run([*cli, "unshare", "--uts", "sh", "-c", "hostname conform-cli; exit 4"])
+    assert p.returncode == 4
+    trace = Trace.from_jsonl(out.read_text())
+    assert [e.args["name"] for e in trace.by_syscall("sethostname")] == ["conform-cli"]
+    assert trace.by_syscall("unshare")[0].args["flags"] == ["CLONE_NEWUTS"]
+    p = subprocess.run([*cli, "sh", "-c", "kill -KILL $$"])
+    assert p.returncode == 128 + signal.SIGKILL
+    p = subprocess.run([*cli, "conform-ptrace-no-such"], capture_output=True, text=True)
+    assert p.returncode == 127 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
