@@ -561,19 +561,14 @@ def _limit_flags() -> tuple[str, ...]:
 
 
 def _limit_opts(sp: argparse.ArgumentParser) -> None:
-    """docker's resource flags; shared by run/create and update."""
-    sp.add_argument("-m", "--memory")
-    sp.add_argument("--memory-swap")
-    sp.add_argument("--memory-reservation")
-    sp.add_argument("--cpus")
-    sp.add_argument("--cpu-period")
-    sp.add_argument("--cpu-quota")
-    sp.add_argument("-c", "--cpu-shares")
-    sp.add_argument("--cpuset-cpus")
-    sp.add_argument("--cpuset-mems")
-    sp.add_argument("--pids-limit")
-    sp.add_argument("--blkio-weight")
-    sp.add_argument("--oom-kill-disable", action="store_true", default=None)
+    """docker's resource flags, from the resource table; shared by run/create and update."""
+    from .resources import cli_flags
+
+    for _, flags, kind in cli_flags():
+        if kind == "switch":
+            sp.add_argument(*flags, action="store_true", default=None)
+        else:
+            sp.add_argument(*flags)
 
 
 def _container_opts(sp: argparse.ArgumentParser) -> None:

@@ -469,21 +469,9 @@ def _build(
 
 def host_config_resources(spec: dict[str, Any]) -> dict[str, Any]:
     """docker's HostConfig resource fields, derived from the spec (0 = not set)."""
-    res = spec["linux"].get("resources", {})
-    mem, cpu = res.get("memory", {}), res.get("cpu", {})
-    return {
-        "Memory": mem.get("limit", 0),
-        "MemorySwap": mem.get("swap", 0),
-        "MemoryReservation": mem.get("reservation", 0),
-        "OomKillDisable": bool(mem.get("disableOOMKiller", False)),
-        "CpuShares": cpu.get("shares", 0),
-        "CpuPeriod": cpu.get("period", 0),
-        "CpuQuota": cpu.get("quota", 0),
-        "CpusetCpus": cpu.get("cpus", ""),
-        "CpusetMems": cpu.get("mems", ""),
-        "PidsLimit": res.get("pids", {}).get("limit", 0),
-        "BlkioWeight": res.get("blockIO", {}).get("weight", 0),
-    }
+    from .resources import host_config
+
+    return host_config(spec["linux"].get("resources", {}))
 
 
 def _bridge_of(o: CreateOptions) -> dict[str, str]:

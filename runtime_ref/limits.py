@@ -1,8 +1,13 @@
-"""docker's resource flags (--memory, --cpus, --pids-limit, ...) as OCI linux.resources."""
+"""docker's resource flags (--memory, --cpus, --pids-limit, ...) as OCI linux.resources.
+
+Which flags exist and where each value goes is the table in `resources`; this
+module reads the flags' text (sizes, integers) with docker's messages.
+"""
 
 from __future__ import annotations
 
 from .errors import UsageError
+from .resources import CPUS_FLAG, CPUS_PERIOD, ROWS, flag_names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,20 +25,7 @@ _UNITS = {
     "t": 1024**4,
     "tb": 1024**4,
 }
-FLAGS = (
-    "memory",
-    "memory_swap",
-    "memory_reservation",
-    "cpus",
-    "cpu_period",
-    "cpu_quota",
-    "cpu_shares",
-    "cpuset_cpus",
-    "cpuset_mems",
-    "pids_limit",
-    "blkio_weight",
-    "oom_kill_disable",
-)
+FLAGS = flag_names()  # argparse dests of every resource flag
 
 
 def parse_bytes(text: str, flag: str) -> int:
@@ -62,61 +54,49 @@ def _int(text: str, flag: str) -> int:
 def build(flags: dict[str, Any]) -> dict[str, Any]:
     """Resources from the flags that were given (values are the CLI strings)."""
     res: dict[str, Any] = {}
-    mem: dict[str, Any] = {}
-    if flags.get("memory") is not None:
-        mem["limit"] = parse_bytes(flags["memory"], "memory")
-    if flags.get("memory_swap") is not None:
-        mem["swap"] = parse_bytes(flags["memory_swap"], "memory-swap")
-        if "limit" not in mem:
+    _nano_cpus(flags, res)
+    for r in ROWS:
+        text = flags.get(r.name)
+        if text is None or (r.kind == "switch" and not text):
+            continue
+        flag = r.flags[-1][2:]
+        if r.kind == "bytes":
+            value: Any = parse_bytes(text, flag)
+        elif r.kind == "int":
+            value = _int(text, flag)
+            if r.name == "cpu_shares" and value < 0:
+                raise UsageError(f"invalid value {text!r} for --{flag}")
+        else:
+            value = True if r.kind == "switch" else text
+        res.setdefault(r.section, {})[r.key] = value
+        if r.name == "memory_swap" and "limit" not in res["memory"]:
             raise UsageError(
                 "you should always set the memory limit when using the memoryswap limit, see usage"
             )
-    if flags.get("memory_reservation") is not None:
-        mem["reservation"] = parse_bytes(flags["memory_reservation"], "memory-reservation")
-    if flags.get("oom_kill_disable"):
-        mem["disableOOMKiller"] = True
-    if mem:
-        res["memory"] = mem
-    cpu: dict[str, Any] = {}
-    if flags.get("cpus") is not None:
-        try:
-            cpus = float(flags["cpus"])
-        except ValueError:
-            raise UsageError(f"invalid value {flags['cpus']!r} for --cpus") from None
-        if cpus <= 0:
-            raise UsageError(f"invalid value {flags['cpus']!r} for --cpus: must be positive")
-        if flags.get("cpu_quota") is not None or flags.get("cpu_period") is not None:
-            raise UsageError(
-                "conflicting options: Nano CPUs and CPU Period/Quota cannot both be set"
-            )
-        import os
-
-        n = os.cpu_count() or 1
-        if cpus > n:
-            raise UsageError(
-                f"range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available"
-            )
-        cpu["period"] = 100000
-        cpu["quota"] = int(cpus * 100000)
-    if flags.get("cpu_period") is not None:
-        cpu["period"] = _int(flags["cpu_period"], "cpu-period")
-    if flags.get("cpu_quota") is not None:
-        cpu["quota"] = _int(flags["cpu_quota"], "cpu-quota")
-    if flags.get("cpu_shares") is not None:
-        cpu["shares"] = _int(flags["cpu_shares"], "cpu-shares")
-        if cpu["shares"] < 0:
-            raise UsageError(f"invalid value {flags['cpu_shares']!r} for --cpu-shares")
-    if flags.get("cpuset_cpus") is not None:
-        cpu["cpus"] = flags["cpuset_cpus"]
-    if flags.get("cpuset_mems") is not None:
-        cpu["mems"] = flags["cpuset_mems"]
-    if cpu:
-        res["cpu"] = cpu
-    if flags.get("pids_limit") is not None:
-        res["pids"] = {"limit": _int(flags["pids_limit"], "pids-limit")}
-    if flags.get("blkio_weight") is not None:
-        res["blockIO"] = {"weight": _int(flags["blkio_weight"], "blkio-weight")}
     return res
+
+
+def _nano_cpus(flags: dict[str, Any], res: dict[str, Any]) -> None:
+    """docker's --cpus: a quota over a fixed period, refused next to --cpu-quota/--cpu-period."""
+    text = flags.get(CPUS_FLAG[0])
+    if text is None:
+        return
+    try:
+        cpus = float(text)
+    except ValueError:
+        raise UsageError(f"invalid value {text!r} for --cpus") from None
+    if cpus <= 0:
+        raise UsageError(f"invalid value {text!r} for --cpus: must be positive")
+    if flags.get("cpu_quota") is not None or flags.get("cpu_period") is not None:
+        raise UsageError("conflicting options: Nano CPUs and CPU Period/Quota cannot both be set")
+    import os
+
+    n = os.cpu_count() or 1
+    if cpus > n:
+        raise UsageError(
+            f"range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available"
+        )
+    res.setdefault("cpu", {}).update(period=CPUS_PERIOD, quota=int(cpus * CPUS_PERIOD))
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

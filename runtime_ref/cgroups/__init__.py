@@ -20,11 +20,12 @@ import os
 import time
 
 from ..errors import CgroupError
+from ..resources import V2_CONTROLLER, by_controller, parse_cpuset
+from ..resources import validate as check_limits
 from ._files import (
     WAIT,
     CgroupUnsupported,
     device_rule,
-    parse_cpuset,
     parse_flat_keyed,
     parse_int,
     parse_limit,
@@ -36,9 +37,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-MIN_MEMORY = 6 * 1024 * 1024  # docker's linuxMinMemory
-CPU_ONLINE = "/sys/devices/system/cpu/online"
-NODE_ONLINE = "/sys/devices/system/node/online"
 SIGKILL = 9  # signal.SIGKILL on Linux, without importing signal (and enum) at start-up
 
 __all__ = [
@@ -282,40 +280,15 @@ class Cgroup:
             return
         from . import v1, v2
 
-        mem = _given(resources.get("memory"), "limit", "swap", "reservation", "disableOOMKiller")
-        if mem:
-            d = self.v1_dir("memory")
+        for controller, values in by_controller(resources):
+            if controller == "blkio" and not values["weight"]:
+                continue  # weight 0: leave the default (docker's "not set")
+            d = self.v1_dir(controller)
             if d is not None:
-                v1.set_memory(d, mem)
+                v1.SETTERS[controller](d, values)
             else:
-                v2.set_memory(self._v2_for("memory"), mem)
-        cpu = resources.get("cpu") or {}
-        sched = _given(cpu, "shares", "quota", "period")
-        if sched:
-            d = self.v1_dir("cpu")
-            if d is not None:
-                v1.set_cpu(d, sched)
-            else:
-                v2.set_cpu(self._v2_for("cpu"), sched)
-        cpuset = _given(cpu, "cpus", "mems")
-        if cpuset:
-            d = self.v1_dir("cpuset")
-            (v1.set_cpuset if d is not None else v2.set_cpuset)(
-                d if d is not None else self._v2_for("cpuset"), cpuset
-            )
-        pids = _given(resources.get("pids"), "limit")
-        if pids:
-            d = self.v1_dir("pids")
-            (v1.set_pids if d is not None else v2.set_pids)(
-                d if d is not None else self._v2_for("pids"), pids["limit"]
-            )
-        bio = _given(resources.get("blockIO"), "weight")
-        if bio and bio["weight"]:
-            d = self.v1_dir("blkio")
-            if d is not None:
-                v1.set_blkio_weight(d, bio["weight"])
-            else:
-                v2.set_io_weight(self._v2_for("io"), bio["weight"])
+                u = self._v2_for(V2_CONTROLLER.get(controller, controller))
+                v2.SETTERS[controller](u, values)
         rules = resources.get("devices")
         if rules:
             d = self.v1_dir("devices")
@@ -493,92 +466,13 @@ def _inherit_cpuset(path: str) -> None:
 # -- validation before anything is created -----------------------------------------------
 
 
-def _given(section: object, *keys: str) -> dict[str, Any]:
-    """The keys of a resources section that are set (not None)."""
-    if not isinstance(section, dict):
-        return {}
-    return {k: section[k] for k in keys if section.get(k) is not None}
-
-
-def _int(what: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise CgroupError(f"invalid {what}: {value!r} is not an integer")
-    return value
-
-
-def _online(path: str, default: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return default
-
-
-def _check_list(value: object, kind: str, available: str) -> None:
-    if not isinstance(value, str):
-        raise CgroupError(f"Invalid value {value!r} for cpuset {kind}")
-    try:
-        wanted, have = parse_cpuset(value), parse_cpuset(available)
-    except ValueError:
-        raise CgroupError(f"Invalid value {value} for cpuset {kind}") from None
-    if not wanted <= have:
-        noun = "CPUs" if kind == "cpus" else "memory nodes"
-        raise CgroupError(
-            f"Requested {noun} are not available - requested {value}, available: {available}"
-        )
-
-
 def validate(resources: dict[str, Any] | None, ncpus: int | None = None) -> None:
     """Refuse bad limits before anything is created, with docker's messages."""
     if not resources:
         return
     if not isinstance(resources, dict):
         raise CgroupError(f"invalid resources: {resources!r} is not an object")
-    mem = _given(resources.get("memory"), "limit", "swap", "reservation", "disableOOMKiller")
-    limit = _int("memory limit", mem.get("limit", 0))
-    swap = _int("memory swap limit", mem.get("swap", 0))
-    reservation = _int("memory reservation", mem.get("reservation", 0))
-    if limit != 0 and limit < MIN_MEMORY:
-        raise CgroupError("Minimum memory limit allowed is 6MB")
-    if swap < -1:
-        raise CgroupError(f"invalid memory swap limit: {swap} (-1 means unlimited)")
-    if limit > 0 and swap > 0 and swap < limit:
-        raise CgroupError("Minimum memoryswap limit should be larger than memory limit, see usage")
-    if reservation < 0:
-        raise CgroupError(f"invalid memory reservation: {reservation} (must not be negative)")
-    if 0 < reservation < MIN_MEMORY:
-        raise CgroupError("Minimum memory reservation allowed is 6MB")
-    if limit > 0 and reservation > 0 and limit < reservation:
-        raise CgroupError(
-            "Minimum memory limit can not be less than memory reservation limit, see usage"
-        )
-    if not isinstance(mem.get("disableOOMKiller", False), bool):
-        raise CgroupError(f"invalid disableOOMKiller: {mem['disableOOMKiller']!r}")
-
-    cpu = _given(resources.get("cpu"), "shares", "quota", "period", "cpus", "mems")
-    if _int("cpu shares", cpu.get("shares", 0)) < 0:
-        raise CgroupError(f"invalid cpu shares: {cpu['shares']} (must not be negative)")
-    period = _int("cpu period", cpu.get("period", 0))
-    if period != 0 and not 1000 <= period <= 1000000:
-        raise CgroupError(
-            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
-        )
-    quota = _int("cpu quota", cpu.get("quota", 0))
-    if quota < -1:
-        raise CgroupError(f"invalid cpu quota: {quota} (-1 means unlimited)")
-    if 0 < quota < 1000:
-        raise CgroupError("CPU cfs quota can not be less than 1ms (i.e. 1000)")
-    if cpu.get("cpus", "") != "":
-        have = (f"0-{ncpus - 1}" if ncpus > 1 else "0") if ncpus else _online(CPU_ONLINE, "0")
-        _check_list(cpu["cpus"], "cpus", have)
-    if cpu.get("mems", "") != "":
-        _check_list(cpu["mems"], "mems", _online(NODE_ONLINE, "0"))
-
-    _int("pids limit", _given(resources.get("pids"), "limit").get("limit", 0))
-
-    weight = _int("blkio weight", _given(resources.get("blockIO"), "weight").get("weight", 0))
-    if weight != 0 and not 10 <= weight <= 1000:
-        raise CgroupError("Range of blkio weight is from 10 to 1000")
+    check_limits(resources, ncpus)
 
     rules = resources.get("devices") or []
     if not isinstance(rules, list):

@@ -9,6 +9,11 @@ from __future__ import annotations
 import os
 
 from ..errors import CgroupError
+from ..resources import ROWS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 WAIT = 5.0  # seconds to wait for freeze/thaw and for a killed cgroup to empty
 
@@ -70,23 +75,6 @@ def parse_int(text: str | None) -> int | None:
     return int(text) if text else None
 
 
-def parse_cpuset(text: str) -> set[int]:
-    """Parse a kernel cpu/node list ("0-2,5"); ValueError if it is not one."""
-    out: set[int] = set()
-    text = text.strip()
-    if not text:
-        return out
-    for part in text.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError(f"invalid cpuset list {text!r}")
-        a, b = int(lo), int(hi) if sep else int(lo)
-        if b < a:
-            raise ValueError(f"invalid cpuset range {part!r} in {text!r}")
-        out.update(range(a, b + 1))
-    return out
-
-
 def device_rule(rule: object) -> str:
     """A device rule as the v1 devices.allow/deny line ("c 1:3 rwm"); CgroupError if bad."""
     if not isinstance(rule, dict):
@@ -110,3 +98,15 @@ def device_rule(rule: object) -> str:
         else:
             nums.append(str(n))
     return f"{kind} {nums[0]}:{nums[1]} {access}"
+
+
+def write_plain(d: str, controller: str, values: dict[str, Any], version: int) -> None:
+    """Write each set value of `controller` to its file from the resource table.
+
+    For the controllers whose files are independent (cpuset, pids); "" means unset.
+    """
+    for r in ROWS:
+        value = values.get(r.key)
+        name = r.file(version)
+        if r.controller == controller and value is not None and value != "" and name:
+            write_value(d, name, r.file_value(version, value))

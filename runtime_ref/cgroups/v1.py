@@ -10,6 +10,7 @@ import errno
 import os
 import time
 
+from ..resources import BY_NAME
 from ._files import (
     WAIT,
     CgroupError,
@@ -18,14 +19,29 @@ from ._files import (
     parse_int,
     parse_limit,
     read_value,
+    write_plain,
     write_value,
 )
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
-MEMSW = "memory.memsw.limit_in_bytes"
+
+def _file(name: str) -> str:
+    f = BY_NAME[name].v1
+    if f is None:
+        raise LookupError(f"{name} has no cgroup v1 file")
+    return f
+
+
+# the resource table's v1 files for the limits whose writes need an order
+LIMIT, MEMSW, SOFT, OOM = (
+    _file(n) for n in ("memory", "memory_swap", "memory_reservation", "oom_kill_disable")
+)
+SHARES, PERIOD, QUOTA = (_file(n) for n in ("cpu_shares", "cpu_period", "cpu_quota"))
+WEIGHTS = (_file("blkio_weight"), "blkio.bfq.weight")  # CFQ (gone since 5.0), then BFQ
 
 
 def set_memory(d: str, mem: dict[str, Any]) -> None:
@@ -41,26 +57,26 @@ def set_memory(d: str, mem: dict[str, Any]) -> None:
         # the kernel keeps memsw >= memory at every step: raise memsw first when the
         # new memsw is above the current memory limit, else lower memory first
         # (an unlimited current limit, None here, is above any finite memsw)
-        current = parse_limit(read_value(d, "memory.limit_in_bytes"))
+        current = parse_limit(read_value(d, LIMIT))
         if swap < 0 or (current is not None and current < swap):
             write_value(d, MEMSW, swap)
-            write_value(d, "memory.limit_in_bytes", limit)
+            write_value(d, LIMIT, limit)
         else:
-            write_value(d, "memory.limit_in_bytes", limit)
+            write_value(d, LIMIT, limit)
             write_value(d, MEMSW, swap)
     elif limit is not None:
-        write_value(d, "memory.limit_in_bytes", limit)
+        write_value(d, LIMIT, limit)
     elif swap is not None:
         write_value(d, MEMSW, swap)
     if mem.get("reservation"):
-        write_value(d, "memory.soft_limit_in_bytes", mem["reservation"])
+        write_value(d, SOFT, mem["reservation"])
     if mem.get("disableOOMKiller") is not None:
-        write_value(d, "memory.oom_control", 1 if mem["disableOOMKiller"] else 0)
+        write_value(d, OOM, 1 if mem["disableOOMKiller"] else 0)
 
 
 def set_cpu(d: str, cpu: dict[str, Any]) -> None:
     if cpu.get("shares"):
-        write_value(d, "cpu.shares", cpu["shares"])
+        write_value(d, SHARES, cpu["shares"])
     period, quota = cpu.get("period") or 0, cpu.get("quota")
     if quota is not None and quota <= 0:
         quota = -1
@@ -68,31 +84,32 @@ def set_cpu(d: str, cpu: dict[str, Any]) -> None:
         # a new period can clash with the old quota (and vice versa) against the
         # parent's bandwidth: if period-then-quota is refused, try quota first
         try:
-            write_value(d, "cpu.cfs_period_us", period)
+            write_value(d, PERIOD, period)
         except CgroupError:
-            write_value(d, "cpu.cfs_quota_us", quota)
-            write_value(d, "cpu.cfs_period_us", period)
+            write_value(d, QUOTA, quota)
+            write_value(d, PERIOD, period)
             return
-        write_value(d, "cpu.cfs_quota_us", quota)
+        write_value(d, QUOTA, quota)
     elif period:
-        write_value(d, "cpu.cfs_period_us", period)
+        write_value(d, PERIOD, period)
     elif quota is not None:
-        write_value(d, "cpu.cfs_quota_us", quota)
+        write_value(d, QUOTA, quota)
 
 
 def set_cpuset(d: str, cpu: dict[str, Any]) -> None:
-    if cpu.get("cpus"):
-        write_value(d, "cpuset.cpus", cpu["cpus"])
-    if cpu.get("mems"):
-        write_value(d, "cpuset.mems", cpu["mems"])
+    write_plain(d, "cpuset", cpu, 1)
 
 
-def set_pids(d: str, limit: int) -> None:
-    write_value(d, "pids.max", "max" if limit <= 0 else limit)
+def set_pids(d: str, pids: dict[str, Any]) -> None:
+    write_plain(d, "pids", pids, 1)
+
+
+def set_blkio(d: str, blkio: dict[str, Any]) -> None:
+    set_blkio_weight(d, blkio["weight"])
 
 
 def set_blkio_weight(d: str, weight: int) -> None:
-    for name in ("blkio.weight", "blkio.bfq.weight"):  # CFQ (gone since 5.0), then BFQ
+    for name in WEIGHTS:
         if os.path.exists(os.path.join(d, name)):
             write_value(d, name, weight)
             return
@@ -109,10 +126,20 @@ def set_devices(d: str, rules: list[dict[str, Any]]) -> None:
         write_value(d, "devices.allow" if allow else "devices.deny", line)
 
 
+# controller -> writer of its OCI values (Cgroup.apply picks the version)
+SETTERS: dict[str, Callable[[str, dict[str, Any]], None]] = {
+    "memory": set_memory,
+    "cpu": set_cpu,
+    "cpuset": set_cpuset,
+    "pids": set_pids,
+    "blkio": set_blkio,
+}
+
+
 def memory_stats(d: str) -> dict[str, int | None]:
     return {
         "usage": parse_int(read_value(d, "memory.usage_in_bytes")),
-        "limit": parse_limit(read_value(d, "memory.limit_in_bytes")),
+        "limit": parse_limit(read_value(d, LIMIT)),
         "max_usage": parse_int(read_value(d, "memory.max_usage_in_bytes")),
         "failcnt": parse_int(read_value(d, "memory.failcnt")),
     }

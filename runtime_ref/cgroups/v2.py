@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 
+from ..resources import BY_NAME, cpu_weight
 from ._files import (
     WAIT,
     CgroupError,
@@ -17,13 +18,29 @@ from ._files import (
     parse_int,
     parse_limit,
     read_value,
+    write_plain,
     write_value,
 )
-from .v1 import set_cpuset, set_pids  # noqa: F401 - same files and values on v2
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
+
+__all__ = ["SETTERS", "cpu_weight", "enable_controller", "swap_max"]
+
+
+def _file(name: str) -> str:
+    f = BY_NAME[name].v2
+    if f is None:
+        raise LookupError(f"{name} has no cgroup v2 file")
+    return f
+
+
+# the resource table's v2 files for the limits whose writes need care
+MAX, SWAP, LOW = (_file(n) for n in ("memory", "memory_swap", "memory_reservation"))
+WEIGHT, CPU_MAX = _file("cpu_shares"), _file("cpu_quota")
+IO_WEIGHTS = (_file("blkio_weight"), "io.bfq.weight")
 
 
 def enable_controller(cgdir: str, base: str, controller: str) -> None:
@@ -81,49 +98,66 @@ def set_memory(d: str, mem: dict[str, Any]) -> None:
     """memory.max, memory.swap.max, memory.low (disableOOMKiller has no v2 equivalent)."""
     limit = mem.get("limit") or None
     swap = swap_max(mem.get("swap"), limit)
-    if swap is not None and os.path.exists(os.path.join(d, "memory.swap.max")):
-        write_value(d, "memory.swap.max", _max(swap))
+    if swap is not None and os.path.exists(os.path.join(d, SWAP)):
+        write_value(d, SWAP, _max(swap))
     if limit is not None:
-        write_value(d, "memory.max", _max(limit))
+        write_value(d, MAX, _max(limit))
     if mem.get("reservation"):
-        write_value(d, "memory.low", mem["reservation"])
-
-
-def cpu_weight(shares: int) -> int:
-    """v1 cpu.shares (2..262144) -> v2 cpu.weight (1..10000), as runc/crun convert."""
-    shares = min(max(shares, 2), 262144)
-    return 1 + ((shares - 2) * 9999) // 262142
+        write_value(d, LOW, mem["reservation"])
 
 
 def set_cpu(d: str, cpu: dict[str, Any]) -> None:
     if cpu.get("shares"):
-        write_value(d, "cpu.weight", cpu_weight(cpu["shares"]))
+        write_value(d, WEIGHT, BY_NAME["cpu_shares"].file_value(2, cpu["shares"]))
     quota, period = cpu.get("quota"), cpu.get("period") or 0
     if quota is None and not period:
         return
     if quota is None:  # a new period alone keeps the current quota
-        quota_text = (read_value(d, "cpu.max") or "max").split()[0]
+        quota_text = (read_value(d, CPU_MAX) or "max").split()[0]
     else:
         quota_text = str(quota) if quota > 0 else "max"
-    write_value(d, "cpu.max", f"{quota_text} {period}" if period else quota_text)
+    write_value(d, CPU_MAX, f"{quota_text} {period}" if period else quota_text)
+
+
+def set_cpuset(d: str, cpu: dict[str, Any]) -> None:
+    write_plain(d, "cpuset", cpu, 2)
+
+
+def set_pids(d: str, pids: dict[str, Any]) -> None:
+    write_plain(d, "pids", pids, 2)
+
+
+def set_io(d: str, blkio: dict[str, Any]) -> None:
+    set_io_weight(d, blkio["weight"])
 
 
 def set_io_weight(d: str, weight: int) -> None:
-    if os.path.exists(os.path.join(d, "io.weight")):
-        write_value(d, "io.weight", f"default {weight}")
-    elif os.path.exists(os.path.join(d, "io.bfq.weight")):
-        write_value(d, "io.bfq.weight", weight)
+    io_weight, bfq = IO_WEIGHTS
+    if os.path.exists(os.path.join(d, io_weight)):
+        write_value(d, io_weight, f"default {weight}")
+    elif os.path.exists(os.path.join(d, bfq)):
+        write_value(d, bfq, weight)
     else:
         raise CgroupError(
             f"cannot set io weight to {weight}: neither io.weight nor io.bfq.weight exists ({d})"
         )
 
 
+# v1 controller name (the table's) -> writer of its OCI values on v2
+SETTERS: dict[str, Callable[[str, dict[str, Any]], None]] = {
+    "memory": set_memory,
+    "cpu": set_cpu,
+    "cpuset": set_cpuset,
+    "pids": set_pids,
+    "blkio": set_io,
+}
+
+
 def memory_stats(d: str | None) -> dict[str, int | None]:
     events = parse_flat_keyed(read_value(d, "memory.events"))
     return {
         "usage": parse_int(read_value(d, "memory.current")),
-        "limit": parse_limit(read_value(d, "memory.max")),
+        "limit": parse_limit(read_value(d, MAX)),
         "max_usage": parse_int(read_value(d, "memory.peak")),
         "failcnt": events.get("max"),
     }
