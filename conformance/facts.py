@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from conformance import hostinfo, hostops
+from conformance import evidence, hostinfo, hostops
 
 NS_KINDS = ("pid", "mnt", "uts", "ipc", "net", "user", "cgroup")
 
@@ -78,7 +78,9 @@ def host_mountinfo() -> list[str]:
 
 def mountinfo(pid: int | str) -> list[str]:
     """The mount table of ``pid``'s mount namespace, as lines."""
-    return Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    text = Path(f"/proc/{pid}/mountinfo").read_text()
+    evidence.note("host", f"/proc/{pid}/mountinfo", text)
+    return text.splitlines()
 
 
 def parse_mountinfo(lines: list[str]) -> list[dict[str, str]]:
@@ -166,6 +168,7 @@ def read_in_root(pid: int, path: str) -> str | None:
 def cgroup_paths(pid: int | str) -> dict[str, str]:
     """controller -> cgroup path of ``pid`` (v2's unified entry under the key "")."""
     text = Path(f"/proc/{pid}/cgroup").read_text()
+    evidence.note("host", f"/proc/{pid}/cgroup", text)
     out: dict[str, str] = {}
     for m in hostinfo.parse_proc_cgroup(text):
         if m.hierarchy_id == 0 and not m.controllers:
@@ -235,10 +238,13 @@ class CgroupView:
         return d
 
     def read(self, controller: str, name: str) -> str | None:
+        path = self.dirs.get(controller, Path(f"<no {controller} cgroup>")) / name
         try:
-            return (self.dir(controller) / name).read_text().strip()
+            text: str | None = (self.dir(controller) / name).read_text().strip()
         except OSError:
-            return None
+            text = None
+        evidence.note("host", str(path), text)
+        return text
 
     def _v(self, controller: str, v2: str, v1: str) -> str | None:
         return self.read(controller, v2 if self.version(controller) == 2 else v1)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from conformance import evidence
 from conformance.errors import RuntimeFailure
 from conformance.hostinfo import CAP_NAMES, parse_cap_mask
 
@@ -125,6 +126,7 @@ REQUIRED = ("pid", "ns", "mountinfo", "status")
 def parse(text: str) -> Inside:
     """Inside from the inspector's stdout (the last line that is a JSON object)."""
     line = next((ln for ln in reversed(text.strip().splitlines()) if ln.startswith("{")), "")
+    evidence.note("inspector", "inspector JSON", line or text[-4000:])
     try:
         d = json.loads(line)
     except json.JSONDecodeError as e:

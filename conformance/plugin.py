@@ -71,6 +71,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "only unscoped IDs",
     )
     g.addoption(
+        "--runner-label",
+        dest="conform_runner_label",
+        default=None,
+        metavar="LABEL",
+        help="name of this runner in merged reports (default $CONFORM_RUNNER_LABEL or the "
+        "hostname); written to <results>/runner.json with the host's facts",
+    )
+    g.addoption(
         "--deviations",
         dest="conform_deviations",
         default=None,
@@ -97,7 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = hasattr(config, "workerinput")
     if not worker:  # the controller (or a single process) owns the results directory
         results.mkdir(parents=True, exist_ok=True)
-        for stale in ("summary.json", "junit.xml"):
+        for stale in ("summary.json", "junit.xml", "runner.json"):
             with contextlib.suppress(FileNotFoundError):
                 (results / stale).unlink()
         if getattr(opt, "xmlpath", None) is None:
@@ -262,11 +270,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _allure_labels(item: pytest.Item, first: Any, ids: list[str], runtime: str) -> None:
     """allure-pytest reads these marks: epic = area title, feature = area, story = IDs."""
+    from conformance import catalogue
+
+    cat = catalogue.load()
     label = pytest.mark.allure_label
     item.add_marker(label(first.area_title, label_type="epic"))
     item.add_marker(label(first.area, label_type="feature"))
-    item.add_marker(label(*ids, label_type="story"))
+    item.add_marker(label(*(f"{i} {cat[i].title}" for i in ids), label_type="story"))
     item.add_marker(label(first.severity, label_type="severity"))
+    item.add_marker(label(first.level, label_type="level"))
+    item.add_marker(label(*ids, label_type="behaviour"))
+    item.add_marker(label(item.nodeid, label_type="nodeid"))
     item.add_marker(label(runtime, label_type="tag"))
     item.add_marker(label(f"basis: {first.basis}", label_type="tag"))
     item.add_marker(
@@ -295,6 +309,7 @@ def _check_supported(item: pytest.Item) -> None:
     state = _state(item.config)
     name = _runtime_name(item)
     state.transcript.clear()
+    _reset_evidence()
     if importlib.util.find_spec("allure"):
         import allure
 
@@ -354,6 +369,7 @@ def pytest_runtest_makereport(
     }
     if rep.when == "call" or (rep.when == "setup" and not rep.passed):
         _attach_transcript(item, rep)
+        _attach_evidence(item)
 
 
 def _reason(exc: BaseException) -> str:
@@ -383,6 +399,49 @@ def _attach_transcript(item: pytest.Item, rep: pytest.TestReport) -> None:
             allure.attach(
                 text, name="runtime commands", attachment_type=allure.attachment_type.TEXT
             )
+
+
+def _reset_evidence() -> None:
+    from conformance import evidence
+
+    evidence.clear()
+
+
+def _attach_evidence(item: pytest.Item) -> None:
+    """Per test, for the Allure report: each runtime command's full stdout/stderr, the OCI
+    config.json documents, the inspector's JSON and the host-side facts read."""
+    if not getattr(item.config.option, "allure_report_dir", None):
+        return
+    import allure
+
+    from conformance import evidence
+
+    state = _state(item.config)
+    text, jsn = allure.attachment_type.TEXT, allure.attachment_type.JSON
+    parts = []
+    for n, r in enumerate(state.transcript, 1):
+        parts.append(f"### {n}. $ {' '.join(r.argv)}\nexit {r.returncode} in {r.seconds:.2f}s")
+        parts.append(f"--- stdout\n{r.stdout.rstrip()}\n--- stderr\n{r.stderr.rstrip()}")
+    attachments = [("runtime stdout and stderr", "\n".join(parts), text)] if parts else []
+    for nt in evidence.notes("oci-config"):
+        attachments.append((f"OCI config {nt.name}", nt.text, jsn))
+    for nt in evidence.notes("inspector"):
+        attachments.append(("inspector JSON", nt.text, jsn))
+    host = evidence.notes("host")
+    if host:
+        attachments.append(("host facts read", evidence.render_host(host), text))
+    for name, body, kind in attachments:
+        with contextlib.suppress(Exception):
+            allure.attach(body, name=name, attachment_type=kind)
+
+
+def _write_runner_facts(config: pytest.Config, state: Any) -> None:
+    """<results>/runner.json: the runner's label, kernel, cgroups, distro, versions."""
+    from conformance import runfacts
+
+    probe = getattr(config.option, "conform_probe", None)
+    doc = runfacts.collect(state.choices, config.option.conform_runner_label, probe)
+    runfacts.write(Path(state.results), doc)
 
 
 class _Recorder:
@@ -443,6 +502,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             started=state.started,
         )
         verdicts.write_summary(Path(state.results) / "summary.json", doc)
+        _write_runner_facts(config, state)
     if state.leftovers:
         tr = config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:

@@ -46,8 +46,10 @@ def classify(
     """The verdict one report phase contributes (None: this phase says nothing).
 
     ``runtime_failure``: the exception was a RuntimeFailure (the runtime could not do what
-    was asked: fail in any phase). ``assertion``: an AssertionError or pytest.fail in the
-    test body (fail); any other exception is the harness's or host's problem (broken).
+    was asked: fail in the test body). A failed set-up or tear-down is broken whatever
+    raised: the test never judged the behaviour, or judged it before cleanup failed.
+    ``assertion``: an AssertionError or pytest.fail in the test body (fail); any other
+    exception is the harness's or host's problem (broken).
     """
     if outcome == "passed":
         return PASS if when == "call" else None
@@ -55,9 +57,9 @@ def classify(
         if wasxfail is not None:
             return XFAIL
         return UNSUPPORTED if skip_reason.startswith("unsupported:") else SKIPPED
-    if runtime_failure:
-        return FAIL
-    if when == "call" and assertion:
+    if when != "call":
+        return BROKEN  # a fixture's set-up or tear-down (e.g. `podman rm` EBUSY), not a verdict
+    if runtime_failure or assertion:
         return FAIL
     return BROKEN
 

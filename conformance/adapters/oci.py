@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conformance import hostops, launcher
+from conformance import evidence, hostops, launcher
 from conformance.adapters import ocispec
 from conformance.adapters.base import (
     BASE_IMAGE,
@@ -132,6 +132,7 @@ class OciRuntime(BaseRuntime):
                 )
             config = ocispec.build_config(spec, bundle / "rootfs", cgroups_path=cid)
             (bundle / "config.json").write_text(json.dumps(config, indent=1))
+            evidence.note("oci-config", f"{cid}/config.json", json.dumps(config, indent=1))
         except BaseException:
             hostops.umount(str(bundle / "rootfs"))
             shutil.rmtree(bundle, ignore_errors=True)

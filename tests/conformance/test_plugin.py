@@ -323,10 +323,16 @@ def test_conform_run_writes_summary_junit_and_allure(tmp_path):
     assert {
         ("epic", "PID namespace"),
         ("feature", "PID"),
-        ("story", "PID-01"),
+        ("story", "PID-01 container init is pid 1"),
+        ("behaviour", "PID-01"),
+        ("level", "MUST"),
         ("severity", "critical"),
         ("tag", "ref"),
     } <= labels
+    facts = json.loads((results / "runner.json").read_text())
+    assert facts["runtimes"]["ref"].startswith("rref ")
+    assert facts["kernel"] == os.uname().release
+    assert facts["cgroup_controllers"]["memory"] in ("v1", "v2")
     assert {"name": "runtime", "value": "'ref'"} in [
         {"name": pr["name"], "value": pr["value"]} for pr in allure[0]["parameters"]
     ]
