@@ -14,12 +14,17 @@ test: setup
 
 # The main job: describe the host, verify every behaviour against rref, render the
 # HTML report (even when behaviours fail) and print where it is.
+# The report (Allure + matrix.html) goes to $(REPORT); its history/ is compared with and
+# extended, so consecutive runs show what changed. RUNNER_LABEL names this host in merges.
 RESULTS ?= reports/out/latest
+REPORT  ?= $(RESULTS)/html
 RUNTIME ?= ref
+RUNNER_LABEL ?=
 conformance: setup
 	$(VENV)/bin/conform doctor
-	$(VENV)/bin/conform run --runtime $(RUNTIME) -n 2 --results $(RESULTS); rc=$$?; \
-	$(VENV)/bin/conform report --results $(RESULTS) || rc=1; exit $$rc
+	$(VENV)/bin/conform run --runtime $(RUNTIME) -n 2 --results $(RESULTS) \
+	  $(if $(RUNNER_LABEL),--runner-label $(RUNNER_LABEL)); rc=$$?; \
+	$(VENV)/bin/conform report $(RESULTS) -o $(REPORT) || rc=1; exit $$rc
 
 # Style and types: ruff (pinned), then mypy on the packages listed in pyproject.toml.
 lint: setup

@@ -318,33 +318,80 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _add_report(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "report",
-        help="render the HTML report (Allure 3) from a results directory",
-        description="Render <results>/allure-results into an HTML report with the pinned "
-        "Allure 3 CLI and print the path of its index.html.",
+        help="merge results of runs into one Allure report and one behaviour matrix",
+        description="Merge the results directories of `conform run` (any runtimes, runners, "
+        "kernels) into one Allure 3 report and one behaviour x runtime@runner matrix "
+        "(matrix.html/.json/.md), compared with the previous report in OUT/history; print "
+        "their paths.",
     )
     p.add_argument(
-        "--results",
-        default=None,
-        metavar="DIR",
+        "dirs",
+        nargs="*",
+        metavar="RESULTS_DIR",
         help="results of `conform run` (default reports/out/latest)",
     )
     p.add_argument(
-        "--output", default=None, metavar="DIR", help="report directory (default <results>/html)"
+        "--results",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a results directory (repeatable; same as a RESULTS_DIR argument)",
     )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        metavar="OUT",
+        help="report directory (default <results>/html for one input, else reports/out/report)",
+    )
+    p.add_argument(
+        "--history",
+        default=None,
+        metavar="DIR",
+        help="history of an earlier report (its OUT/history) to compare with and extend",
+    )
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="RUN",
+        help="compare with this run instead of the last one: a history id or a matrix.json",
+    )
+    p.add_argument(
+        "--last", type=int, default=14, metavar="N", help="runs in trends and flaky checks"
+    )
+    p.add_argument("--no-allure", action="store_true", help="write only the matrix")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from conformance.plugin import RESULTS_DEFAULT
-    from reports.html import ReportError, render
+    from reports.allure import ReportError
+    from reports.build import build_report
+    from reports.model import ResultsError
 
-    results = args.results or RESULTS_DEFAULT
+    dirs = [*args.dirs, *args.results] or [RESULTS_DEFAULT]
+    out = args.output or (
+        os.path.join(dirs[0], "html")
+        if len(dirs) == 1
+        else os.path.join("reports", "out", "report")
+    )
+    if args.last < 1:
+        raise UsageError(f"--last {args.last}: must be 1 or more")
     try:
-        index = render(results, args.output or os.path.join(results, "html"))
-    except ReportError as e:
+        built = build_report(
+            dirs,
+            out,
+            history_dir=args.history,
+            compare=args.compare,
+            last=args.last,
+            with_allure=not args.no_allure,
+        )
+    except (ReportError, ResultsError) as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
-    print(f"report: {index}")
+    if built.allure_index:
+        print(f"report: {built.allure_index}")
+    print(f"matrix: {built.matrix_html}")
     return 0
 
 
