@@ -86,10 +86,10 @@ def environment(run: Run) -> dict[str, str]:
 
 def config_text(name: str, runs: list[Run], history: Path | None, history_limit: int = 30) -> str:
     """allurerc.mjs (JavaScript: environment matchers are functions)."""
-    envs = {}
+    envs: dict[str, dict[str, str]] = {}
     for run in runs:
         envs.setdefault(run.label, environment(run))
-    data = {
+    data: dict[str, Any] = {
         "name": name,
         "categories": {"rules": CATEGORIES},
         "plugins": {
@@ -126,11 +126,15 @@ def render(
     if not src.is_dir() or not any(src.iterdir()):
         raise ReportError(f"no Allure results in {src}: run `conform run` first")
     out = Path(output).resolve()
+    # Allure flattens its plugin's directory into OUT only when OUT starts empty: render into
+    # a fresh directory, then put it in place of the previous report.
+    fresh = out.with_name(f".{out.name}.rendering")
+    shutil.rmtree(fresh, ignore_errors=True)
     cfg = src.parent / f"{src.name}.allurerc.mjs"
     cfg.write_text(config_text(name, runs or [], history))
     try:
         proc = subprocess.run(
-            [allure_binary(), "generate", str(src), "-o", str(out), "--config", str(cfg)],
+            [allure_binary(), "generate", str(src), "-o", str(fresh), "--config", str(cfg)],
             capture_output=True,
             text=True,
             timeout=600,
@@ -138,8 +142,10 @@ def render(
         )
     finally:
         cfg.unlink(missing_ok=True)
-    index = out / "index.html"
-    if proc.returncode != 0 or not index.is_file():
+    if proc.returncode != 0 or not (fresh / "index.html").is_file():
+        shutil.rmtree(fresh, ignore_errors=True)
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise ReportError(f"allure generate failed ({proc.returncode}): {last[0]}")
-    return index
+    shutil.rmtree(out, ignore_errors=True)
+    fresh.rename(out)
+    return out / "index.html"

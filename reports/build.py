@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from reports import allure, history, html, matrix, merge
@@ -33,10 +31,10 @@ class Built:
 
 
 def basis_of_behaviours() -> dict[str, str]:
-    """ID -> basis ("policy", "standard"...) where the catalogue states one."""
-    text = resources.files("conformance").joinpath("behaviours.toml").read_text("utf-8")
-    data = tomllib.loads(text)
-    return {b["id"]: str(b["basis"]) for b in data.get("behaviour", []) if b.get("basis")}
+    """ID -> basis ("policy", "runtime-spec"...) as the catalogue states it."""
+    from conformance import catalogue
+
+    return {b.id: str(getattr(b, "basis", "")) for b in catalogue.load()}
 
 
 def _seed_history(out_history: Path, given: Path | None) -> None:

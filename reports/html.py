@@ -26,7 +26,8 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 5px;verti
 .m tr.area th{background:#e8eef7;text-align:left}
 .pass{background:#d8f3d8}.fail{background:#f7b9b5;font-weight:700}.broken{background:#f9dc9c}
 .unsupported{background:#e6e6e6;color:#555}.xfail{background:#dcd3f3}.skipped{background:#f4f4f4}
-.none{color:#aaa}.chg{outline:3px solid #d0021b;outline-offset:-3px}
+.none{color:#aaa}.fail.policy{background:#f6d6f0;font-weight:400}
+.chg{outline:3px solid #d0021b;outline-offset:-3px}
 .chg .mark{color:#d0021b;font-weight:700}
 small{display:block;font-size:.75em;color:#444;overflow-wrap:anywhere}
 .lvl{font-size:.75em;color:#555}.meta td,.meta th{font-size:.85em}
@@ -121,12 +122,15 @@ def _changes(doc: dict[str, Any]) -> list[str]:
     return out
 
 
-def _cell(cell: dict[str, Any] | None) -> str:
+def _cell(cell: dict[str, Any] | None, policy: bool = False) -> str:
     if cell is None:
         return '<td class="c none">·</td>'
     v = cell["verdict"]
     cls = f"c {v}" + (" chg" if cell.get("change") else "")
     tip = LABELS[v]
+    if policy and v == "fail":
+        cls += " policy"  # stricter than any reference: a difference, not a defect
+        tip += " (policy: rref's choice, not a standard's)"
     note = ""
     if v == "unsupported" and cell.get("missing"):
         tip += f": missing {cell['missing']}"
@@ -172,12 +176,14 @@ def _matrix(doc: dict[str, Any]) -> list[str]:
             title = escape(row["title"])
             if row.get("link"):
                 title = f'<a href="{escape(row["link"])}">{title}</a>'
-            basis = f" · {escape(row['basis'])}" if row.get("basis") else ""
+            shown = row.get("basis") in ("policy", "derived")
+            basis = f" · {escape(row['basis'])}" if shown else ""
             line = [
                 f'<tr id="{escape(row["id"])}"><td class="b"><b>{escape(row["id"])}</b> '
                 f"<span class=lvl>{escape(row['level'])}{basis}</span><br>{title}</td>"
             ]
-            line += [_cell(row["cells"].get(c["key"])) for c in cols]
+            policy = row.get("basis") == "policy"
+            line += [_cell(row["cells"].get(c["key"]), policy) for c in cols]
             line.append("</tr>")
             out.append("".join(line))
         out.append("</tbody>")
@@ -192,6 +198,7 @@ def _legend() -> str:
     )
     return (
         f'<p class="lvl">{items} · <span class="chg" style="padding:0 4px">● changed</span>'
+        ' · <span class="fail policy" style="padding:0 4px">policy miss</span>'
         " · · = no test</p>"
     )
 

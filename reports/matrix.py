@@ -114,7 +114,8 @@ def build(
             if b.area != area:
                 continue
             known.add(b.id)
-            rows.append(_row(b.id, b.title, b.level, list(b.links), b.area, basis, cells))
+            refs = [r for r in (getattr(b, "clause", ""), *b.links) if r]
+            rows.append(_row(b.id, b.title, b.level, refs, b.area, basis, cells))
         areas.append({"area": area, "title": area_title, "rows": rows})
     extra = [bid for bid in cells if bid not in known]  # IDs a newer/older catalogue had
     if extra:

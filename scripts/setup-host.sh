@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3-venv python3-bpfcc python3-seccomp busybox-static runc iproute2 uidmap podman docker-registry)
+packages=(python3-venv python3-bpfcc python3-seccomp busybox-static runc iproute2 uidmap podman docker-registry
+  chromium)  # chromium: the report's browser test (headless)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
