@@ -141,15 +141,18 @@ def wait_for(
     timeout: float = 10.0,
     interval: float = 0.01,
     what: str = "condition",
+    failure: type[Exception] = TimeoutError,
 ) -> object:
-    """Poll ``pred`` until it returns a truthy value; TimeoutError names ``what``."""
+    """Poll ``pred`` until it returns a truthy value; ``failure`` (TimeoutError) names
+    ``what``. Waits on something the container must do pass `RuntimeTimeout`: running out
+    of time there is the runtime's failure, not a broken harness."""
     deadline = time.monotonic() + timeout
     while True:
         value = pred()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+            raise failure(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
         interval = min(interval * 1.5, 0.1)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from conformance import facts
 from conformance.adapters.base import Container, ContainerSpec, Runtime
-from conformance.errors import RuntimeFailure
+from conformance.errors import RuntimeFailure, RuntimeTimeout
 from conformance.inspector import SAVED_PATH, Inside, inspector_argv, parse
 
 SLEEP = "exec sleep 1000"
@@ -44,7 +44,10 @@ def observe(
             )
         return facts.read_in_root(pid, SAVED_PATH)
 
-    text = facts.wait_for(saved, timeout=timeout, what="the inspector's saved view")
+    # a runtime whose container never writes the view has failed (not a broken harness)
+    text = facts.wait_for(
+        saved, timeout=timeout, what="the inspector's saved view", failure=RuntimeTimeout
+    )
     return Observed(c, pid, parse(str(text)))
 
 

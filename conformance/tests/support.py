@@ -95,10 +95,7 @@ def started(
 
 def _wait(pred: Callable[[], object], timeout: float, what: str) -> None:
     """facts.wait_for, where running out of time is the container's failure (not broken)."""
-    try:
-        facts.wait_for(pred, timeout=timeout, what=what)
-    except TimeoutError as e:
-        raise RuntimeTimeout(str(e)) from None
+    facts.wait_for(pred, timeout=timeout, what=what, failure=RuntimeTimeout)
 
 
 def _pid_of(runtime: Runtime, target: Container | Started | int) -> int:

@@ -10,6 +10,7 @@ import pytest
 
 from conformance import facts
 from conformance.adapters.base import ContainerSpec
+from conformance.errors import RuntimeTimeout
 from conformance.tests.support import READY, sh, started, token
 
 
@@ -38,7 +39,11 @@ def test_stop_sends_term_then_kill(runtime, container):
         )
     )
     pid = runtime.pid(c)
-    facts.wait_for(lambda: facts.read_in_root(pid, READY) is not None, what="trap installed")
+    facts.wait_for(
+        lambda: facts.read_in_root(pid, READY) is not None,
+        what="trap installed",
+        failure=RuntimeTimeout,
+    )
     t0 = time.monotonic()
     runtime.stop(c, timeout=1)
     took = time.monotonic() - t0

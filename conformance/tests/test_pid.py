@@ -13,6 +13,7 @@ import pytest
 
 from conformance import facts
 from conformance.adapters.base import ContainerSpec
+from conformance.errors import RuntimeTimeout
 from conformance.tests.support import (
     gated,
     host_process,
@@ -84,6 +85,7 @@ def test_killing_init_ends_every_process(runtime, container):
     facts.wait_for(
         lambda: len([p for p in facts.pids_in_ns("pid", ns) if facts.alive(p)]) >= 3,
         what="the container's three processes",
+        failure=RuntimeTimeout,
     )
     os.kill(s.pid, signal.SIGKILL)
     try:

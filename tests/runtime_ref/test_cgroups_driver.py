@@ -541,7 +541,26 @@ def test_v2_memory_enforcement(box: Box) -> None:
     cg = box.cgroup(v2_only())
     cg.apply({"memory": {"limit": 64 * MiB, "swap": 96 * MiB}})
     assert read(cg.v2_dir(), "memory.max") == str(64 * MiB)
+    assert read(cg.v2_dir(), "memory.swap.max") == str(32 * MiB)  # OCI swap is memory+swap
     assert cg.stats()["memory"]["limit"] == 64 * MiB
+    # enforcement, not only read-back: no swap to reclaim into, then allocate past the limit
+    cg.apply({"memory": {"limit": 32 * MiB, "swap": 32 * MiB}})
+    assert read(cg.v2_dir(), "memory.swap.max") == "0"
+
+    def hog(w: int) -> None:
+        b = bytearray(96 * MiB)
+        for i in range(0, len(b), 4096):  # touch every page
+            b[i] = 1
+        os.write(w, b"survived")
+
+    pid, r = box.spawn(cg, hog)
+    status = box.reap(pid)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    assert drain(r) == b""
+    os.close(r)
+    events = parse_flat_keyed(read(cg.v2_dir(), "memory.events"))
+    assert events["oom_kill"] >= 1 and events["max"] >= 1, events
+    assert cg.oom_killed()
 
 
 def test_only_our_own_ancestors_count_as_ours() -> None:
