@@ -17,7 +17,8 @@ Defects:
   (applied when rref saves a container's config, so inspect, the monitor and the init all
   see the altered spec);
 * ``ignore-read-only``: the ``--read-only`` flag is dropped from run/create (argv);
-* layer defects (`LAYER_DEFECTS`): a committed layer that is not a proper OCI changeset.
+* layer defects (`LAYER_DEFECTS`): a committed layer that is not a proper OCI changeset;
+* ``hostname-no-newline``: /etc/hostname is written without its trailing newline.
 """
 
 from __future__ import annotations
@@ -143,6 +144,22 @@ def _commit_overlay_whiteouts() -> None:
     commit.add_changeset = add_changeset
 
 
+def _hostname_no_newline() -> None:
+    """The per-container /etc/hostname holds the name without the newline of hostname(5)."""
+    from runtime_ref import containers
+
+    original = containers._write
+
+    def write(path: str, text: str, mode: int = 0o644) -> None:
+        if os.path.basename(path) == "hostname" and text.endswith("\n"):
+            _note("hostname-no-newline", f"{path} without its newline")
+            text = text.rstrip("\n")
+        original(path, text, mode)
+
+    containers._write = write  # type: ignore[assignment]
+
+
+LAYER_DEFECTS["hostname-no-newline"] = _hostname_no_newline
 LAYER_DEFECTS["commit-drops-whiteouts"] = _commit_drops_whiteouts
 LAYER_DEFECTS["commit-overlay-whiteouts"] = _commit_overlay_whiteouts
 

@@ -63,7 +63,8 @@ class Case:
     passes: tuple[str, ...] = ()
     via: str = "runc"  # runc: faulty_runc.py as `oci:`; ref: faulty_rref.py as `ref:`
     gap: str = ""  # a defect the suite does NOT catch yet: why (the case is a strict xfail)
-    #: (ID, text): a failing test of ID must say text (e.g. that it refused to act).
+    #: (ID, text) for every ID of `fails`: its failing test must say text (what it saw of
+    #: the defect, or that it refused to act), so a failure for another reason is not a catch.
     says: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -88,65 +89,249 @@ CASES = (
         "namespaces",
         ("PID-01", "PID-03", "PID-05", "PID-06", "PID-07"),
         ("MNT-08",),
-        says=(("PID-06", SHARED.format("pid")), ("PID-07", SHARED.format("pid"))),
+        says=(
+            ("PID-06", SHARED.format("pid")),
+            ("PID-07", SHARED.format("pid")),
+            ("PID-01", "is pid"),
+            ("PID-03", "is visible in /proc inside"),
+            ("PID-05", SHARED.format("pid")),
+        ),
     ),
     Case(
         "no-utsns",
         "namespaces",
         ("UTS-01", "UTS-02", "UTS-03"),
         ("PID-05",),
-        says=(("UTS-02", SHARED.format("uts")), ("UTS-03", SHARED.format("uts"))),
+        says=(
+            ("UTS-02", SHARED.format("uts")),
+            ("UTS-03", SHARED.format("uts")),
+            ("UTS-01", "hostname inside is"),
+        ),
     ),
     Case(
         "no-netns",
         "namespaces",
         ("NET-01", "NET-02", "NET-03", "NET-04", "NET-06"),
         ("PID-05",),
-        says=(("NET-04", SHARED.format("net")), ("NET-02", SHARED.format("net"))),
+        says=(
+            ("NET-04", SHARED.format("net")),
+            ("NET-02", SHARED.format("net")),
+            ("NET-01", "interfaces inside besides lo"),
+            ("NET-03", SHARED.format("net")),
+            ("NET-06", SHARED.format("net")),
+        ),
     ),
     Case(
         "no-ipcns",
         "namespaces",
         ("IPC-01", "IPC-02", "IPC-03"),
         ("NET-06",),
-        says=(("IPC-02", SHARED.format("ipc")), ("IPC-03", SHARED.format("ipc"))),
+        says=(
+            ("IPC-02", SHARED.format("ipc")),
+            ("IPC-03", SHARED.format("ipc")),
+            ("IPC-01", "is visible inside"),
+        ),
     ),
-    Case("no-cgroupns", "namespaces", ("CGNS-01",), ("CG-01",)),
-    Case("no-userns", "namespaces", ("USR-01", "USR-06"), ("PID-05",)),
-    Case("uid-map-off-by-one", "namespaces", ("USR-01", "USR-03"), ("USR-06",)),
-    Case("gid-map-off-by-one", "namespaces", ("USR-02", "USR-03"), ("USR-01",)),
-    Case("no-pidns", "namespaces", ("PID-01", "PID-05"), ("MNT-08",), via="ref"),
+    Case(
+        "no-cgroupns",
+        "namespaces",
+        ("CGNS-01",),
+        ("CG-01",),
+        says=(("CGNS-01", "shows host paths"),),
+    ),
+    Case(
+        "no-userns",
+        "namespaces",
+        ("USR-01", "USR-06"),
+        ("PID-05",),
+        says=(("USR-01", "uid_map inside"), ("USR-06", SHARED.format("user"))),
+    ),
+    Case(
+        "uid-map-off-by-one",
+        "namespaces",
+        ("USR-01", "USR-03"),
+        ("USR-06",),
+        says=(("USR-01", "uid_map inside"), ("USR-03", "must show as root")),
+    ),
+    Case(
+        "gid-map-off-by-one",
+        "namespaces",
+        ("USR-02", "USR-03"),
+        ("USR-01",),
+        says=(("USR-02", "owned by"), ("USR-03", "must show as root")),
+    ),
+    Case(
+        "no-pidns",
+        "namespaces",
+        ("PID-01", "PID-05"),
+        ("MNT-08",),
+        via="ref",
+        says=(("PID-01", "is pid"), ("PID-05", SHARED.format("pid"))),
+    ),
     # mounts
-    Case("rw-rootfs", "mounts", ("MNT-05",), ("MNT-06",)),
-    Case("no-masked-paths", "mounts", ("MNT-06",), ("MNT-07",)),
-    Case("no-readonly-paths", "mounts", ("MNT-07",), ("MNT-06",)),
-    Case("rw-volumes", "mounts", ("VOL-03",), ("VOL-01",)),
+    Case(
+        "rw-rootfs", "mounts", ("MNT-05",), ("MNT-06",), says=(("MNT-05", "write to / succeeded"),)
+    ),
+    Case(
+        "no-masked-paths",
+        "mounts",
+        ("MNT-06",),
+        ("MNT-07",),
+        says=(("MNT-06", "masked paths readable inside"),),
+    ),
+    Case(
+        "no-readonly-paths",
+        "mounts",
+        ("MNT-07",),
+        ("MNT-06",),
+        says=(("MNT-07", "read-only paths accepted a write"),),
+    ),
+    Case(
+        "rw-volumes",
+        "mounts",
+        ("VOL-03",),
+        ("VOL-01",),
+        says=(("VOL-03", "read-only volume succeeded"),),
+    ),
     # host-proc: the init sees the host's /proc (its /proc/<pid>/ns/* unreadable from
     # inside): the namespace tests read ns ids from the host and still judge, never break
-    Case("host-proc", "mounts", ("MNT-04", "PID-03"), ("MNT-03", "PID-05", "MNT-08", "NET-06")),
-    Case("ignore-read-only", "mounts", ("MNT-05",), ("MNT-06",), via="ref"),
-    Case("rw-sysfs", "mounts", ("MNT-09",), ("MNT-06", "MNT-07")),
-    Case("rw-sysfs", "mounts", ("MNT-09",), ("MNT-06",), via="ref"),
+    Case(
+        "host-proc",
+        "mounts",
+        ("MNT-04", "PID-03"),
+        ("MNT-03", "PID-05", "MNT-08", "NET-06"),
+        says=(("MNT-04", "host's procfs"), ("PID-03", "/proc inside")),
+    ),
+    Case(
+        "ignore-read-only",
+        "mounts",
+        ("MNT-05",),
+        ("MNT-06",),
+        via="ref",
+        says=(("MNT-05", "write to / succeeded"),),
+    ),
+    Case(
+        "rw-sysfs",
+        "mounts",
+        ("MNT-09",),
+        ("MNT-06", "MNT-07"),
+        says=(("MNT-09", "are writable inside"),),
+    ),
+    Case(
+        "rw-sysfs",
+        "mounts",
+        ("MNT-09",),
+        ("MNT-06",),
+        via="ref",
+        says=(("MNT-09", "are writable inside"),),
+    ),
     # no-pivot: chroot instead of pivot_root; the old root stays below, invisible inside
     # and in /proc/<pid>/mountinfo, seen from the host by listing the whole namespace
-    Case("no-pivot", "mounts", ("MNT-03",), ("MNT-08", "MNT-04")),
+    Case(
+        "no-pivot",
+        "mounts",
+        ("MNT-03",),
+        ("MNT-08", "MNT-04"),
+        says=(("MNT-03", "still holds the old root"),),
+    ),
     # security
-    Case("all-caps", "security", ("SEC-01",), ("SEC-02",)),
+    Case(
+        "all-caps",
+        "security",
+        ("SEC-01",),
+        ("SEC-02",),
+        says=(("SEC-01", "default bounding set holds"),),
+    ),
     # cap-sys-admin makes the init non-dumpable: namespace facts must still be judged
-    Case("cap-sys-admin", "security", ("SEC-01",), ("SEC-02", "PID-05", "MNT-08", "NET-06")),
-    Case("no-nnp", "security", ("SEC-02",), ("SEC-01",)),
-    Case("all-devices", "security", ("SEC-03",), ("SEC-01",)),
-    Case("no-seccomp", "security", ("SEC-04",), ("SEC-01",)),
+    Case(
+        "cap-sys-admin",
+        "security",
+        ("SEC-01",),
+        ("SEC-02", "PID-05", "MNT-08", "NET-06"),
+        says=(("SEC-01", "sys_admin"),),
+    ),
+    Case("no-nnp", "security", ("SEC-02",), ("SEC-01",), says=(("SEC-02", "NoNewPrivs: 0"),)),
+    Case(
+        "all-devices",
+        "security",
+        ("SEC-03",),
+        ("SEC-01",),
+        says=(("SEC-03", "outside the default set opened inside"),),
+    ),
+    Case(
+        "no-seccomp",
+        "security",
+        ("SEC-04",),
+        ("SEC-01",),
+        says=(("SEC-04", "under a profile that denies it"),),
+    ),
     # cgroups
-    Case("no-memory-limit", "cgroups", ("CG-02", "CG-03"), ("CG-04",)),
-    Case("memory-limit-doubled", "cgroups", ("CG-03",), ("CG-02",)),
-    Case("no-pids-limit", "cgroups", ("CG-04",), ("CG-03",)),
-    Case("no-cpu-quota", "cgroups", ("CG-05",), ("CG-04",)),
-    Case("wrong-cpuset", "cgroups", ("CG-06",), ("CG-04",)),
+    Case(
+        "no-memory-limit",
+        "cgroups",
+        ("CG-02", "CG-03"),
+        ("CG-04",),
+        says=(("CG-02", "SIGKILL (137)"), ("CG-03", "memory limit of the container's cgroup is")),
+    ),
+    Case(
+        "memory-limit-doubled",
+        "cgroups",
+        ("CG-03",),
+        ("CG-02",),
+        says=(("CG-03", "memory limit of the container's cgroup is"),),
+    ),
+    Case("no-pids-limit", "cgroups", ("CG-04",), ("CG-03",), says=(("CG-04", "pids.max is"),)),
+    Case(
+        "no-cpu-quota",
+        "cgroups",
+        ("CG-05",),
+        ("CG-04",),
+        says=(("CG-05", "cpu quota/period read back"),),
+    ),
+    Case(
+        "wrong-cpuset",
+        "cgroups",
+        ("CG-06",),
+        ("CG-04",),
+        says=(("CG-06", "Cpus_allowed_list inside is"),),
+    ),
     # layers and the engine's files (rref only: an OCI runtime commits nothing)
-    Case("commit-drops-whiteouts", "layers", ("OVL-08", "OVL-07"), ("OVL-10",), via="ref"),
-    Case("commit-overlay-whiteouts", "layers", ("OVL-08",), ("OVL-02", "OVL-10"), via="ref"),
-    Case("host-etc-files", "layers", ("INIT-01",), ("VOL-01",), via="ref"),
+    Case(
+        "commit-drops-whiteouts",
+        "layers",
+        ("OVL-08", "OVL-07"),
+        ("OVL-10",),
+        via="ref",
+        says=(
+            ("OVL-08", "want an empty regular etc/.wh.group"),
+            ("OVL-07", "still has the old name"),
+        ),
+    ),
+    Case(
+        "commit-overlay-whiteouts",
+        "layers",
+        ("OVL-08",),
+        ("OVL-02", "OVL-10"),
+        via="ref",
+        says=(("OVL-08", "want an empty regular etc/.wh.group"),),
+    ),
+    Case(
+        "host-etc-files",
+        "layers",
+        ("INIT-01", "INIT-04"),
+        ("VOL-01",),
+        via="ref",
+        says=(("INIT-01", "uses the host's own file"), ("INIT-04", "uses the host's own file")),
+    ),
+    # the file holds the right name, but not as the one line hostname(5) describes
+    Case(
+        "hostname-no-newline",
+        "layers",
+        ("UTS-05",),
+        ("UTS-04",),
+        via="ref",
+        says=(("UTS-05", "one line and a newline"),),
+    ),
     # not caught (yet): strict xfails naming the gap, so a suite that starts catching one
     # says so (none at the moment)
 )
@@ -365,6 +550,11 @@ def test_defect_is_reported_as_failure_of_its_behaviour(batch: dict[str, Any], c
         )
     if not judged:
         pytest.skip(f"{case}: no expected behaviour can be judged here: {unjudged}")
+
+
+def test_every_expected_failure_names_its_defect():
+    missing = [f"{c}: {b}" for c in CASES for b in c.fails if b not in dict(c.says)]
+    assert not missing, f"expected failures without the text that names the defect: {missing}"
 
 
 def test_cases_name_catalogue_behaviours():
