@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3-venv python3-bpfcc python3-seccomp busybox-static runc iproute2 uidmap podman docker-registry
-  chromium)  # chromium: the report's browser test (headless)
+packages=(python3-venv python3-bpfcc python3-seccomp busybox-static runc iproute2 uidmap podman docker-registry)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -24,6 +23,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   [ -n "$created_policy" ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+# Debian's chromium renders the report in tests/reports/test_browser.py (headless). Optional:
+# Ubuntu ships it only as a snap; without it that test skips and says why.
+if ! command -v chromium >/dev/null 2>&1 && apt-cache show chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium (for the report's browser test)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+    >/dev/null 2>&1 || echo "setup: chromium could not be installed: the browser test will skip"
 fi
 
 # tracefs for the probes (harmless when already mounted or unavailable).
