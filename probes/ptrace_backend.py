@@ -32,7 +32,7 @@ from typing import Any
 from probes import fdpaths, procinfo
 from probes.backend import CommandTimeout, Unavailable
 from probes.decode import decode
-from probes.events import TraceEvent
+from probes.events import SYSCALLS, TraceEvent
 from probes.trace import Trace
 
 # ptrace(2) requests and options not named by python-ptrace
@@ -47,6 +47,7 @@ PTRACE_O_TRACEFORK = 0x2
 PTRACE_O_TRACEVFORK = 0x4
 PTRACE_O_TRACECLONE = 0x8
 PTRACE_O_TRACEEXEC = 0x10
+PTRACE_O_TRACEEXIT = 0x40
 PTRACE_O_EXITKILL = 0x100000
 OPTIONS = (
     PTRACE_O_TRACESYSGOOD
@@ -54,9 +55,10 @@ OPTIONS = (
     | PTRACE_O_TRACEVFORK
     | PTRACE_O_TRACECLONE
     | PTRACE_O_TRACEEXEC
+    | PTRACE_O_TRACEEXIT
     | PTRACE_O_EXITKILL
 )
-EVENT_FORK, EVENT_VFORK, EVENT_CLONE, EVENT_EXEC = 1, 2, 3, 4
+EVENT_FORK, EVENT_VFORK, EVENT_CLONE, EVENT_EXEC, EVENT_EXIT = 1, 2, 3, 4, 6
 WALL = 0x40000000  # __WALL: threads too
 WNOTHREAD = 0x20000000  # __WNOTHREAD: only this thread's tracees, never another's children
 SYSCALL_INFO_ENTRY, SYSCALL_INFO_EXIT = 1, 2
@@ -69,28 +71,7 @@ _LIBC.ptrace.restype = ctypes.c_long
 STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 
 # The syscalls both backends record (x86_64 numbers; python-ptrace's table names them).
-WATCHED = (
-    "clone",
-    "clone3",
-    "unshare",
-    "setns",
-    "mount",
-    "umount2",
-    "pivot_root",
-    "chroot",
-    "sethostname",
-    "setdomainname",
-    "mknod",
-    "mknodat",
-    "execve",
-    "execveat",
-    "openat",
-    "openat2",
-    "write",
-    "mkdir",
-    "mkdirat",
-    "unlinkat",
-)
+WATCHED = tuple(n for n in SYSCALLS if n not in ("fork", "exit"))
 # What one record keeps, as the bcc backend's fixed buffers do (probes/bcc_backend.py STR,
 # SSTR, ARGC, ARGL less the NUL), so both backends truncate the same strings the same way.
 MAX_STR = 255
@@ -121,10 +102,12 @@ class _Task:
     tid: int
     tgid: int
     started: bool = False  # its initial stop (SIGSTOP, or SIGTRAP after exec) was consumed
-    pending: tuple[str, dict[str, Any], float] | None = None  # syscall name, raw args, ts
+    # syscall name, raw args, ts, cgroup id at entry (a write to cgroup.procs moves the task)
+    pending: tuple[str, dict[str, Any], float, int] | None = None
     comm: str = ""
     detaching: bool = False
     stop_sent: bool = False  # the SIGSTOP that ends tracing it was sent
+    exited: bool = False  # its exit was recorded
 
 
 @dataclass
@@ -313,6 +296,11 @@ def read_args(name: str, args: Sequence[int], mem: Memory) -> dict[str, Any] | N
     return None
 
 
+def _clip(text: str, limit: int) -> str:
+    """``text`` as a record of at most ``limit`` bytes keeps it."""
+    return _text(text.encode("utf-8", "surrogateescape")[:limit])
+
+
 def _text(data: bytes) -> str:
     return data.split(b"\0", 1)[0].decode("utf-8", "replace")
 
@@ -462,7 +450,14 @@ class Tracer:
             self._finished.set()
 
     def _spawn(self) -> None:
-        self.proc = TracedPopen(self, self.argv, preexec_fn=_traceme, **self._popen_kw)
+        # One execve, of the resolved path: the record below is then exactly what ran (a
+        # PATH search would make failed execve attempts before tracing starts).
+        exe = self._popen_kw.pop("executable", None) or _resolved(
+            self.argv[0], self._popen_kw.get("env")
+        )
+        self.proc = TracedPopen(
+            self, self.argv, executable=exe, preexec_fn=_traceme, **self._popen_kw
+        )
         self.root_pid = self.proc.pid
         self._tasks[self.root_pid] = _Task(self.root_pid, self.root_pid)
         self._ppid[self.root_pid] = os.getpid()
@@ -473,7 +468,10 @@ class Tracer:
                 self.root_pid,
                 self.root_pid,
                 "execve",
-                {"filename": _resolved(self.argv[0], self._popen_kw.get("env")), "argv": self.argv},
+                {
+                    "filename": _clip(exe, MAX_STR),
+                    "argv": [_clip(a, MAX_ARG) for a in self.argv[:MAX_ARGV]],
+                },
                 0,
                 comm=procinfo.read_comm(self.root_pid),
                 ppid=os.getpid(),
@@ -565,6 +563,8 @@ class Tracer:
                 self._new_task(task)
             elif event == EVENT_EXEC:
                 self._exec_event(task)
+            elif event == EVENT_EXIT:
+                self._exit_record(task, live=True)
             self._resume(tid)
             return
         # a signal for the tracee: pass it on (group-stops are resumed without one)
@@ -606,19 +606,21 @@ class Tracer:
                     self.notes.append(f"{name} of tid {task.tid}: arguments unreadable")
                     return
             if raw is not None:
-                task.pending = (name, raw, ts)
+                task.pending = (name, raw, ts, fdpaths.cgroup_id(task.tgid))
         elif info.op == SYSCALL_INFO_EXIT and task.pending is not None:
-            name, raw, ts = task.pending
+            name, raw, ts, cgroup_id = task.pending
             task.pending = None
             ret = _signed(info.u[0])
             if name in ("clone", "clone3") and ret == 0:
                 return  # the child side (it does not return here for a traced parent)
-            self._record(task, name, raw, ret, ts)
+            self._record(task, name, raw, ret, ts, cgroup_id)
 
-    def _record(self, task: _Task, name: str, raw: dict[str, Any], ret: int, ts: float) -> None:
+    def _record(
+        self, task: _Task, name: str, raw: dict[str, Any], ret: int, ts: float, cgroup_id: int
+    ) -> None:
         pid = task.tgid
         task.comm = procinfo.read_comm(task.tid) or task.comm
-        ns, cgroup_id = procinfo.read_ns(pid), fdpaths.cgroup_id(pid)
+        ns = procinfo.read_ns(pid)
         self._last_seen[pid] = (ns, cgroup_id)
         self.events.append(
             RawEvent(
@@ -684,26 +686,42 @@ class Tracer:
             task.pending = moved.pending
         task.comm = procinfo.read_comm(task.tid) or task.comm
 
+    def _exit_record(self, task: _Task, live: bool) -> None:
+        """A process ends (its leader exits), as sched_process_exit reports it.
+
+        At the PTRACE_EVENT_EXIT stop (``live``) /proc still shows the task; after it was
+        reaped, what its last record said is all there is.
+        """
+        task.exited = True
+        if task.detaching or task.tid != task.tgid:
+            return
+        if live:
+            task.comm = procinfo.read_comm(task.tid) or task.comm
+            seen = (procinfo.read_ns(task.tgid), fdpaths.cgroup_id(task.tgid))
+        else:
+            seen = self._last_seen.get(task.tgid, ({}, 0))
+        self.events.append(
+            RawEvent(
+                time.monotonic(),
+                task.tgid,
+                task.tid,
+                "exit",
+                {},
+                0,
+                comm=task.comm,
+                ppid=self._ppid.get(task.tgid, 0),
+                ns=dict(seen[0]),
+                cgroup_id=seen[1],
+            )
+        )
+
     def _gone(self, tid: int, task: _Task | None, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
         if task is not None:
             if task.pending is not None:
                 self._unfinished += 1
-            if not task.detaching and tid == task.tgid:
-                self.events.append(
-                    RawEvent(
-                        time.monotonic(),
-                        task.tgid,
-                        tid,
-                        "exit",
-                        {},
-                        0,
-                        comm=task.comm,
-                        ppid=self._ppid.get(task.tgid, 0),
-                        ns=dict(self._last_seen.get(task.tgid, ({}, 0))[0]),
-                        cgroup_id=self._last_seen.get(task.tgid, ({}, 0))[1],
-                    )
-                )
+            if not task.exited:  # no PTRACE_EVENT_EXIT stop was seen (SIGKILL)
+                self._exit_record(task, live=False)
         with self._lock:
             self._tasks.pop(tid, None)
         if tid == self.root_pid:
@@ -751,12 +769,16 @@ def _tgkill(tgid: int, tid: int, sig: int) -> None:
 
 
 def _resolved(cmd: str, env: dict[str, str] | None) -> str:
+    """``cmd`` searched in PATH as execvp would; FileNotFoundError as Popen raises it."""
     if "/" in cmd:
         return cmd
     import shutil
 
     path = (env or os.environ).get("PATH", os.defpath)
-    return shutil.which(cmd, path=path) or cmd
+    found = shutil.which(cmd, path=path)
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), cmd)
+    return found
 
 
 class TracedPopen(subprocess.Popen):  # type: ignore[type-arg]
