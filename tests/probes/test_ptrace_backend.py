@@ -365,3 +365,24 @@ def test_bcc_and_ptrace_agree_on_rref_run(rref_root: str, tmp_path: Path) -> Non
     seen_by_bcc, seen_by_ptrace = _both(argv, tmp_path)
     _assert_same(seen_by_bcc, seen_by_ptrace)
     assert [e.args["name"] for e in seen_by_ptrace.by_syscall("sethostname")] == ["conform-eq"]
+
+
+def test_concurrent_traces_each_see_only_their_own_tree(ptrace: PtraceBackend) -> None:
+    import threading
+
+    results: dict[str, Trace] = {}
+
+    def one(name: str) -> None:
+        argv = ["unshare", "--uts", "sh", "-c", f"hostname {name}; hostname; true"]
+        results[name] = ptrace.trace(argv, stdout=subprocess.PIPE, timeout=60)[1]
+
+    names = [f"conform-ptrace-c{i}" for i in range(4)]
+    threads = [threading.Thread(target=one, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    for n in names:
+        trace = results[n]
+        assert [e.args["name"] for e in trace.by_syscall("sethostname")] == [n]
+        assert {e.pid for e in trace.events} <= set(trace.descendants(trace.root_pid))
