@@ -25,6 +25,7 @@ import struct
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -323,6 +324,8 @@ class Tracer:
         self.events: list[RawEvent] = []
         self.notes: list[str] = []
         self.lost = 0
+        self.dropped: Counter[str] = Counter()  # calls not recorded: arguments unreadable
+        self.unreadable: Counter[str] = Counter()  # recorded with some argument None
         self.stops = 0
         self.timed_out = False
         self.root_pid = 0
@@ -601,10 +604,11 @@ class Tracer:
                     raw = read_args(name, info.u[1:7], mem)
                 except OSError:
                     raw, mem.failures = None, mem.failures + 1
-                if mem.failures and raw is None:
-                    self.lost += 1
-                    self.notes.append(f"{name} of tid {task.tid}: arguments unreadable")
-                    return
+                if mem.failures:  # counted, never hidden: dropped, or kept with None args
+                    (self.dropped if raw is None else self.unreadable)[name] += 1
+                    if raw is None:
+                        self.lost += 1
+                        return
             if raw is not None:
                 task.pending = (name, raw, ts, fdpaths.cgroup_id(task.tgid))
         elif info.op == SYSCALL_INFO_EXIT and task.pending is not None:
@@ -822,6 +826,10 @@ def to_trace(tracer: Tracer) -> Trace:
         for e in tracer.events
     ]
     notes = list(tracer.notes)
+    for name, n in sorted(tracer.dropped.items()):
+        notes.append(f"{n} {name} call(s) not recorded: arguments unreadable in the tracee")
+    for name, n in sorted(tracer.unreadable.items()):
+        notes.append(f"{n} {name} record(s) with an argument unreadable in the tracee (None)")
     if tracer.unfinished:
         notes.append(
             f"{tracer.unfinished} watched syscall(s) never returned (the task was killed in them)"

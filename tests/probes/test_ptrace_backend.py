@@ -386,3 +386,19 @@ def test_concurrent_traces_each_see_only_their_own_tree(ptrace: PtraceBackend) -
         trace = results[n]
         assert [e.args["name"] for e in trace.by_syscall("sethostname")] == [n]
         assert {e.pid for e in trace.events} <= set(trace.descendants(trace.root_pid))
+
+
+def test_unreadable_arguments_are_counted_not_hidden(ptrace: PtraceBackend) -> None:
+    # mount() with a source pointer into unmapped memory fails with EFAULT, mounts nothing
+    code = (
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "r = libc.mount(ctypes.c_void_p(8), b'/nonexistent-conform-ptrace', b'tmpfs', 0, None)\n"
+        "raise SystemExit(ctypes.get_errno() if r else 0)\n"
+    )
+    done, trace = ptrace.trace([sys.executable, "-c", code], timeout=60)
+    assert done.returncode == 14  # EFAULT
+    (mount,) = trace.by_syscall("mount")
+    assert mount.args["source"] is None and mount.args["fstype"] == "tmpfs"
+    assert mount.ret == -14
+    assert any("1 mount record(s) with an argument unreadable" in n for n in trace.notes)
