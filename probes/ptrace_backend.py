@@ -324,6 +324,7 @@ class Tracer:
         self.events: list[RawEvent] = []
         self.notes: list[str] = []
         self.lost = 0
+        self.errors = 0
         self.dropped: Counter[str] = Counter()  # calls not recorded: arguments unreadable
         self.unreadable: Counter[str] = Counter()  # recorded with some argument None
         self.stops = 0
@@ -525,7 +526,12 @@ class Tracer:
             except Exception as exc:
                 if getattr(exc, "errno", None) == errno.ESRCH:
                     continue  # exited while we looked at it; its exit status follows
-                raise
+                # one bad stop must not end the trace: say so, let the task go on
+                self.errors += 1
+                if self.errors <= 3:
+                    self.notes.append(f"tid {tid}: stop not handled ({exc!r}); resumed")
+                task.pending = None
+                self._resume(tid)
 
     def _adopt(self, tid: int, tgid: int | None = None) -> _Task:
         task = _Task(tid, tgid if tgid is not None else procinfo.read_tgid(tid) or tid)

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -402,3 +403,24 @@ def test_unreadable_arguments_are_counted_not_hidden(ptrace: PtraceBackend) -> N
     assert mount.args["source"] is None and mount.args["fstype"] == "tmpfs"
     assert mount.ret == -14
     assert any("1 mount record(s) with an argument unreadable" in n for n in trace.notes)
+
+
+def test_a_stop_that_cannot_be_handled_is_noted_and_the_trace_goes_on(
+    ptrace: PtraceBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fault injection (a decoding bug cannot be provoked with a real command)
+    import probes.ptrace_backend as mod
+
+    real = mod.read_args
+
+    def broken(name: str, args: Any, mem: Any) -> Any:
+        if name == "sethostname":
+            raise RuntimeError("planted decoding bug")
+        return real(name, args, mem)
+
+    monkeypatch.setattr(mod, "read_args", broken)
+    argv = ["unshare", "--uts", "sh", "-c", "hostname conform-bug; hostname"]
+    done, trace = ptrace.trace(argv, stdout=subprocess.PIPE, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == b"conform-bug"
+    assert any("planted decoding bug" in n for n in trace.notes), trace.notes
+    assert trace.by_syscall("unshare") and not trace.by_syscall("sethostname")
