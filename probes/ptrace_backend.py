@@ -12,6 +12,12 @@ Signals (Go's SIGURG preemption, SIGCHLD...) are re-injected. New tasks are host
 whatever pid namespace they end up in. When the command exits, tasks still running (a
 detached container) are detached cleanly; on timeout the whole tree is killed. python-ptrace
 supplies the ptrace(2) binding and the syscall-number table; it is imported lazily.
+
+Limits: x86_64 only; the command's own execve happens before tracing starts and is
+recorded from what was executed (the resolved path, one attempt); without PTRACE_SEIZE a
+tracee in group-stop (SIGSTOP from outside) cannot be held there, so it is resumed (the
+freezer, which `pause` uses, is unaffected); tasks detached when the command exits are not
+followed further (the trace says so). Cost: two stops per syscall of every traced thread.
 """
 
 from __future__ import annotations

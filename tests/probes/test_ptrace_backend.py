@@ -424,3 +424,37 @@ def test_a_stop_that_cannot_be_handled_is_noted_and_the_trace_goes_on(
     assert done.returncode == 0 and done.stdout.strip() == b"conform-bug"
     assert any("planted decoding bug" in n for n in trace.notes), trace.notes
     assert trace.by_syscall("unshare") and not trace.by_syscall("sethostname")
+
+
+def test_a_held_runc_container_pauses_and_resumes_while_traced(
+    ptrace: PtraceBackend, runc_bundle: tuple[list[str], str]
+) -> None:
+    # as the OCI adapter holds `runc run` for a detached container: the whole container
+    # tree is traced meanwhile, and the freezer must still work on it
+    argv, cid = runc_bundle
+    bundle = Path(argv[argv.index("-b") + 1])
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["args"] = ["sleep", "60"]
+    (bundle / "config.json").write_text(json.dumps(config))
+    cli = argv[: argv.index("run")]
+    tracee = ptrace.spawn(argv, stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            '"running"'
+            not in subprocess.run([*cli, "state", cid], capture_output=True, text=True).stdout
+        ):
+            assert time.monotonic() < deadline and tracee.proc.poll() is None
+            time.sleep(0.1)
+        for verb, status in (("pause", "paused"), ("resume", "running")):
+            done = subprocess.run([*cli, verb, cid], capture_output=True, text=True, timeout=30)
+            assert done.returncode == 0, done.stderr
+            state = json.loads(subprocess.run([*cli, "state", cid], capture_output=True).stdout)
+            assert state["status"] == status
+        subprocess.run([*cli, "kill", cid, "KILL"], check=True, timeout=30)
+        assert tracee.proc.wait(30) == 128 + signal.SIGKILL
+    finally:
+        if tracee.proc.poll() is None:
+            tracee.proc.kill()
+    trace = tracee.finish()
+    assert trace.by_syscall("pivot_root") and not [n for n in trace.notes if "not handled" in n]
