@@ -80,7 +80,7 @@ def build_report(
     links: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="conform-report-") as tmp:
         merged = Path(tmp) / "allure-results"
-        links = merge.merge_allure(runs, merged, basis)
+        links = merge.merge_allure(runs, merged, basis, write=with_allure)
         if with_allure:
             hist.mkdir(parents=True, exist_ok=True)
             index = allure.render(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -111,9 +112,19 @@ def rewrite_result(doc: dict[str, Any], run: Run, tests: dict[str, Any], basis: 
     return verdict
 
 
-def merge_allure(runs: list[Run], dest: Path, basis: dict[str, str]) -> dict[str, str]:
-    """Copy and rewrite every run's allure-results into ``dest``; returns
-    (runtime@label|nodeid) -> Allure result id, for links from the matrix."""
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Attachments are never rewritten: a hard link is enough (and fast for thousands)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def merge_allure(
+    runs: list[Run], dest: Path, basis: dict[str, str], write: bool = True
+) -> dict[str, str]:
+    """Copy and rewrite every run's allure-results into ``dest`` (``write=False``: only
+    check them); returns (label|nodeid) -> Allure result id, for links from the matrix."""
     dest.mkdir(parents=True, exist_ok=True)
     links: dict[str, str] = {}
     origin: dict[str, Path] = {}
@@ -133,7 +144,8 @@ def merge_allure(runs: list[Run], dest: Path, basis: dict[str, str]) -> dict[str
             if not f.name.endswith("-result.json"):
                 if f.name in ("categories.json", "environment.properties", "executor.json"):
                     continue  # per-run files; the merged report writes its own
-                shutil.copyfile(f, target)
+                if write:
+                    _link_or_copy(f, target)
                 continue
             try:
                 doc = json.loads(f.read_text())
@@ -143,5 +155,6 @@ def merge_allure(runs: list[Run], dest: Path, basis: dict[str, str]) -> dict[str
             nodeid = _label(doc.get("labels", []), "nodeid")
             if nodeid and doc.get("uuid"):
                 links[f"{run.label}|{nodeid}"] = allure_id(doc["uuid"])
-            target.write_text(json.dumps(doc))
+            if write:
+                target.write_text(json.dumps(doc))
     return links

@@ -178,6 +178,16 @@ VERDICTS_MODULE = """
     @pytest.mark.behaviour("MNT-03")
     def test_not_installed(runtime):
         pass
+
+    @pytest.fixture
+    def cleanup_fails():
+        yield
+        from conformance.errors import RuntimeFailure
+        raise RuntimeFailure("podman rm: device or resource busy")
+
+    @pytest.mark.behaviour("UTS-01")
+    def test_teardown_error(runtime, cleanup_fails):
+        pass
 """
 
 
@@ -217,7 +227,11 @@ def test_verdict_mapping(tmp_path, xdist):
         "MNT-01": "unsupported",
         "MNT-02": "fail",
         "MNT-03": "pass",
+        "UTS-01": "broken",  # a tear-down error, even a runtime's, is never fail
     }
+    assert fake["UTS-01"]["reasons"] == [
+        "teardown: RuntimeFailure: podman rm: device or resource busy"
+    ]
     assert fake["PID-02"]["reasons"] == ["AssertionError: the runtime violated it"]
     assert fake["PID-03"]["reasons"] == ["KeyError: 'harness bug'"]
     assert fake["PID-04"]["reasons"][0].startswith("setup: RuntimeError: host problem")
@@ -228,7 +242,7 @@ def test_verdict_mapping(tmp_path, xdist):
     assert "fake: cannot start containers" in fake["PID-07"]["reasons"][0]
     assert "XPASS(strict)" in fake["PID-08"]["reasons"][0]
     assert fake["MNT-01"]["reasons"] == ["unsupported: a spec the adapter cannot express"]
-    assert [t["verdict"] for t in fake["MNT-02"]["tests"]] == ["pass", "fail"]
+    assert sorted(t["verdict"] for t in fake["MNT-02"]["tests"]) == ["fail", "pass"]
     gone = doc["matrix"]["gone"]
     assert set(gone.values()) == {"unsupported"}
     assert doc["results"]["gone"]["behaviours"]["PID-01"]["reasons"] == [
@@ -236,7 +250,7 @@ def test_verdict_mapping(tmp_path, xdist):
     ]
     assert doc["results"]["fake"]["counts"] == {
         "fail": 3,
-        "broken": 3,
+        "broken": 4,
         "xfail": 1,
         "pass": 3,
         "unsupported": 2,
@@ -244,7 +258,7 @@ def test_verdict_mapping(tmp_path, xdist):
     }
     assert doc["leftovers"] == []
     junit = ET.parse(results / "junit.xml").getroot()
-    assert len(junit.findall(".//testcase")) == 24
+    assert len(junit.findall(".//testcase")) == 26
     assert list((results / "allure-results").glob("*-result.json"))
 
 
@@ -329,6 +343,10 @@ def test_conform_run_writes_summary_junit_and_allure(tmp_path):
         ("severity", "critical"),
         ("tag", "ref"),
     } <= labels
+    evidence = {a["name"]: a["source"] for a in allure[0]["attachments"]}
+    assert {"runtime commands", "runtime stdout and stderr", "inspector JSON"} <= set(evidence)
+    inspected = json.loads((results / "allure-results" / evidence["inspector JSON"]).read_text())
+    assert inspected["pid"] == 1  # the inspector's own view, as the test read it
     facts = json.loads((results / "runner.json").read_text())
     assert facts["runtimes"]["ref"].startswith("rref ")
     assert facts["kernel"] == os.uname().release
