@@ -135,14 +135,14 @@ class RawEvent:
 
 def _libptrace() -> Callable[..., int]:
     """python-ptrace's ptrace(2) binding (raises PtraceError carrying errno)."""
-    from ptrace.binding.func import ptrace  # type: ignore[import-untyped]
+    from ptrace.binding.func import ptrace
 
-    return ptrace  # type: ignore[no-any-return]
+    return ptrace
 
 
 def syscall_numbers() -> dict[int, str]:
     """Syscall number -> name for the watched syscalls, from python-ptrace's x86_64 table."""
-    from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES  # type: ignore[import-untyped]
+    from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES
 
     wanted = set(WATCHED)
     return {int(nr): str(name) for nr, name in SYSCALL_NAMES.items() if name in wanted}
@@ -797,7 +797,7 @@ def _resolved(cmd: str, env: dict[str, str] | None) -> str:
     return found
 
 
-class TracedPopen(subprocess.Popen):  # type: ignore[type-arg]
+class TracedPopen(subprocess.Popen):
     """A Popen whose exit status comes from the tracer.
 
     The tracing thread reaps the command (a wait from any other thread of this process
@@ -946,7 +946,7 @@ def create() -> PtraceBackend:
     if platform.machine() != "x86_64":
         raise Unavailable(f"ptrace backend supports x86_64 only (this is {platform.machine()})")
     try:
-        import ptrace.binding  # type: ignore[import-untyped]  # noqa: F401
+        import ptrace.binding  # noqa: F401
     except ImportError as e:
         raise Unavailable(f"python-ptrace is not installed ({e})") from None
     with contextlib.suppress(OSError, ValueError), open("/proc/sys/kernel/yama/ptrace_scope") as f:
