@@ -19,6 +19,7 @@ import errno
 import os
 import time
 
+from .. import mountinfo
 from ..errors import CgroupError
 from ..resources import V2_CONTROLLER, by_controller, parse_cpuset
 from ..resources import validate as check_limits
@@ -79,37 +80,35 @@ class Hierarchy:
         return "unified" if self.version == 2 else ",".join(sorted(self.controllers))
 
 
+_NOT_CONTROLLERS = frozenset(
+    (
+        "rw",
+        "ro",
+        "relatime",
+        "noatime",
+        "nosuid",
+        "nodev",
+        "noexec",
+        "clone_children",
+        "noprefix",
+        "xattr",
+        "cpuset_v2_mode",
+    )
+)
+
+
 def parse_mountinfo(text: str) -> list[Hierarchy]:
+    """The cgroup mounts in mountinfo `text`, as hierarchies (v1: by controllers)."""
     out: list[Hierarchy] = []
-    for line in text.splitlines():
-        left, _, right = line.partition(" - ")
-        fields, rfields = left.split(), right.split()
-        if len(fields) < 5 or len(rfields) < 3:
-            continue
-        fstype, opts = rfields[0], rfields[2].split(",")
-        if fstype == "cgroup2":
-            out.append(Hierarchy(2, fields[4], fields[3], frozenset()))
-        elif fstype == "cgroup":
+    for m in mountinfo.parse(text):
+        if m.fstype == "cgroup2":
+            out.append(Hierarchy(2, m.mountpoint, m.root, frozenset()))
+        elif m.fstype == "cgroup":
             ctrls = frozenset(
-                o
-                for o in opts
-                if o not in ("rw", "ro")
-                and "=" not in o
-                and o
-                not in (
-                    "relatime",
-                    "noatime",
-                    "nosuid",
-                    "nodev",
-                    "noexec",
-                    "clone_children",
-                    "noprefix",
-                    "xattr",
-                    "cpuset_v2_mode",
-                )
+                o for o in m.super_options if "=" not in o and o not in _NOT_CONTROLLERS
             )
             if ctrls:  # named hierarchies (name=systemd) serve no controller
-                out.append(Hierarchy(1, fields[4], fields[3], ctrls))
+                out.append(Hierarchy(1, m.mountpoint, m.root, ctrls))
     return out
 
 
