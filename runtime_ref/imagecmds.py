@@ -1,4 +1,4 @@
-"""`rref save`, `load`, `pull` and `push`: image transport commands for cli.py.
+"""`rref save`, `load`, `pull` and `push`: image transport commands (see cli.COMMANDS).
 
 Like cli.py, the work modules are imported inside the command functions, so
 that importing this module costs nothing on the `rref run` path.
@@ -9,18 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cliargs import open_images
 from .errors import EXIT_RUNTIME, RrefError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
-
-
-def _images(a: argparse.Namespace) -> Any:
-    from .images import ImageStore
-
-    return ImageStore(a.root)
 
 
 def _say(line: str) -> None:
@@ -37,7 +31,7 @@ def cmd_save(a: argparse.Namespace) -> int:
                 "cowardly refusing to save to a terminal. Use the -o flag or redirect", EXIT_RUNTIME
             )
         out = "-"
-    oci_layout.save(_images(a), list(a.images), out)
+    oci_layout.save(open_images(a), list(a.images), out)
     return 0
 
 
@@ -53,7 +47,7 @@ def cmd_load(a: argparse.Namespace) -> int:
         tmp = _spool_stdin()
         path = tmp
     try:
-        loaded = oci_layout.load(_images(a), path, log=None if a.quiet else _say)
+        loaded = oci_layout.load(open_images(a), path, log=None if a.quiet else _say)
     finally:
         if tmp is not None:
             os.unlink(tmp)
@@ -81,7 +75,7 @@ def _spool_stdin() -> str:
 def cmd_pull(a: argparse.Namespace) -> int:
     from . import registry
 
-    image_id = registry.pull(_images(a), a.ref, log=None if a.quiet else _say)
+    image_id = registry.pull(open_images(a), a.ref, log=None if a.quiet else _say)
     # like docker, the name pulled; a pull by digest names no tag, so its image id
     print(image_id if "@" in a.ref else _name(a.ref))
     return 0
@@ -90,7 +84,7 @@ def cmd_pull(a: argparse.Namespace) -> int:
 def cmd_push(a: argparse.Namespace) -> int:
     from . import registry
 
-    digest = registry.push(_images(a), a.ref, log=None if a.quiet else _say)
+    digest = registry.push(open_images(a), a.ref, log=None if a.quiet else _say)
     if a.quiet:
         print(digest)
     return 0
@@ -132,12 +126,12 @@ def _opts_push(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("ref", metavar="NAME[:TAG]")
 
 
-# The entries for cli.COMMANDS: name -> (handler, one-line help, argument set-up).
-COMMANDS: dict[
-    str, tuple[Callable[[argparse.Namespace], int], str, Callable[[argparse.ArgumentParser], None]]
+# command -> (handler, argument set-up); cli.COMMANDS says which module has it
+HANDLERS: dict[
+    str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
 ] = {
-    "save": (cmd_save, "save images to an OCI image layout tar", _opts_save),
-    "load": (cmd_load, "load images from an OCI layout or docker-archive tar", _opts_load),
-    "pull": (cmd_pull, "pull an image from a registry on loopback", _opts_pull),
-    "push": (cmd_push, "push an image to a registry on loopback", _opts_push),
+    "save": (cmd_save, _opts_save),
+    "load": (cmd_load, _opts_load),
+    "pull": (cmd_pull, _opts_pull),
+    "push": (cmd_push, _opts_push),
 }
