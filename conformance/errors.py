@@ -25,7 +25,10 @@ class RuntimeTimeout(RuntimeFailure):
 
 
 class Unsupported(Exception):
-    """The adapter or host cannot do what a test asks; ``str()`` is the reason."""
+    """The adapter or host cannot do what a test asks. ``reason`` says what is missing;
+    ``str()`` is ``unsupported: <reason>``, the text the report shows. The verdict comes
+    from the type, never from that text."""
 
-    def __init__(self, what: str) -> None:
-        super().__init__(what if what.startswith("unsupported:") else f"unsupported: {what}")
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"unsupported: {reason}")

@@ -27,16 +27,38 @@ import importlib.util
 import shutil
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 import pytest
 
 from conformance.errors import RuntimeFailure, Unsupported
 
+if TYPE_CHECKING:
+    from conformance.adapters.base import ContainerSpec, Runtime
+    from conformance.catalogue import Behaviour
+    from conformance.containers import Containers
+    from conformance.launcher import Record
+    from conformance.session import State
+    from conformance.workspace import Workspace
+
 RESULTS_DEFAULT = "reports/out/latest"
-_STATE = pytest.StashKey[Any]()
+_STATE = pytest.StashKey["State"]()
+#: Set at collection on every behaviour test: its behaviour IDs and its runtime's name.
 _BEHAVIOURS = pytest.StashKey[list[str]]()
+_RUNTIME = pytest.StashKey[str]()
+
+
+def _skip(e: Unsupported) -> BaseException:
+    """The pytest skip an `Unsupported` becomes; it keeps the Unsupported as its cause, so
+    the verdict comes from that type (see `_unsupported`), never from the text."""
+    skip = pytest.skip.Exception(str(e))
+    skip.__cause__ = e
+    return skip
+
+
+def _unsupported(exc: BaseException | None) -> bool:
+    return isinstance(exc, pytest.skip.Exception) and isinstance(exc.__cause__, Unsupported)
 
 
 # ------------------------------------------------------------------------------ options
@@ -120,7 +142,7 @@ def pytest_configure(config: pytest.Config) -> None:
         opt.allure_report_dir = str(allure_dir)
 
 
-def _activate(config: pytest.Config, runtime_option: str, results: str | None) -> Any:
+def _activate(config: pytest.Config, runtime_option: str, results: str | None) -> State:
     from conformance.adapters import ChoiceError
     from conformance.session import State
 
@@ -133,7 +155,7 @@ def _activate(config: pytest.Config, runtime_option: str, results: str | None) -
     return state
 
 
-def _state(config: pytest.Config) -> Any:
+def _state(config: pytest.Config) -> State:
     """The session state; behaviour tests without --runtime activate the suite for `ref`."""
     state = config.stash.get(_STATE, None)
     if state is None:
@@ -183,7 +205,8 @@ def _behaviours(item: pytest.Item) -> list[str]:
     return [a for m in item.iter_markers("behaviour") for a in m.args]
 
 
-def _runtime_name(item: pytest.Item) -> str | None:
+def _runtime_param(item: pytest.Item) -> str | None:
+    """The runtime parameter given at collection (read once, into the item's stash)."""
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("runtime") if callspec else None
 
@@ -218,7 +241,7 @@ def parse_behaviour_option(
     return everywhere, scoped
 
 
-def _select_behaviours(config: pytest.Config, items: list[pytest.Item], state: Any) -> None:
+def _select_behaviours(config: pytest.Config, items: list[pytest.Item], state: State) -> None:
     """--behaviour: keep the behaviour tests of the chosen IDs, deselect everything else."""
     values = config.option.conform_behaviour
     if not values:
@@ -227,9 +250,12 @@ def _select_behaviours(config: pytest.Config, items: list[pytest.Item], state: A
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
-        ids, name = _behaviours(item), _runtime_name(item)
-        wanted = everywhere | scoped.get(name or "", set())
-        (keep if ids and name is not None and wanted & set(ids) else drop).append(item)
+        if _BEHAVIOURS in item.stash:
+            ids: list[str] = item.stash[_BEHAVIOURS]
+            wanted = everywhere | scoped.get(item.stash[_RUNTIME], set())
+            (keep if wanted.intersection(ids) else drop).append(item)
+        else:
+            drop.append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -243,13 +269,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     cat = catalogue.load()
     state = _state(config)
+    for item in items:
+        ids, name = _behaviours(item), _runtime_param(item)
+        if ids and name is not None:
+            item.stash[_BEHAVIOURS] = ids
+            item.stash[_RUNTIME] = name
     _select_behaviours(config, items, state)
     allure = importlib.util.find_spec("allure_pytest") is not None
     for item in items:
-        ids, name = _behaviours(item), _runtime_name(item)
-        if not ids or name is None:
+        if _BEHAVIOURS not in item.stash:
             continue
-        item.stash[_BEHAVIOURS] = ids
+        ids, name = item.stash[_BEHAVIOURS], item.stash[_RUNTIME]
         item.extra_keyword_matches.update(ids)
         if allure:
             _allure_labels(item, cat[ids[0]], ids, name)
@@ -268,7 +298,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 break
 
 
-def _allure_labels(item: pytest.Item, first: Any, ids: list[str], runtime: str) -> None:
+def _allure_labels(item: pytest.Item, first: Behaviour, ids: list[str], runtime: str) -> None:
     """allure-pytest reads these marks: epic = area title, feature = area, story = IDs."""
     from conformance import catalogue
 
@@ -298,16 +328,16 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     """Skip as unsupported before any fixture runs; a fixture's Unsupported is a skip too."""
     if _BEHAVIOURS not in item.stash:
         return (yield)
-    _check_supported(item)
     try:
+        _check_supported(item)
         return (yield)
     except Unsupported as e:
-        pytest.skip(str(e))
+        raise _skip(e) from e
 
 
 def _check_supported(item: pytest.Item) -> None:
     state = _state(item.config)
-    name = _runtime_name(item)
+    name = item.stash[_RUNTIME]
     state.transcript.clear()
     _reset_evidence()
     if importlib.util.find_spec("allure"):
@@ -316,9 +346,9 @@ def _check_supported(item: pytest.Item) -> None:
         with contextlib.suppress(Exception):
             allure.dynamic.parameter("runtime", name)
     required = [a for m in item.iter_markers("requires") for a in m.args]
-    reason = state.unsupported_reason(name, required)
-    if reason:
-        pytest.skip(reason)
+    missing = state.unsupported(name, required)
+    if missing is not None:
+        raise missing
 
 
 @pytest.hookimpl(wrapper=True)
@@ -329,7 +359,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     except Unsupported as e:
         if _BEHAVIOURS not in item.stash:
             raise
-        pytest.skip(str(e))
+        raise _skip(e) from e
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -353,7 +383,7 @@ def pytest_runtest_makereport(
         runtime_failure=isinstance(exc, RuntimeFailure),
         assertion=isinstance(exc, AssertionError | pytest.fail.Exception),
         wasxfail=wasxfail,
-        skip_reason=skip_reason,
+        unsupported=_unsupported(exc),
     )
     reason = skip_reason or (wasxfail or "")
     if rep.failed:
@@ -362,7 +392,7 @@ def pytest_runtest_makereport(
             reason = f"{rep.when}: {reason}"
     # An attribute of the report (not user_properties): xdist ships it to the controller.
     rep.conform = {  # type: ignore[attr-defined]
-        "runtime": _runtime_name(item),
+        "runtime": item.stash[_RUNTIME],
         "behaviours": item.stash[_BEHAVIOURS],
         "verdict": verdict,
         "reason": reason[:2000],
@@ -448,14 +478,14 @@ class _Recorder:
     """Registered when the suite activates: folds reports into verdict records (on the
     xdist controller too) and keeps the transcript of runtime commands."""
 
-    def __init__(self, state: Any, config: pytest.Config) -> None:
+    def __init__(self, state: State, config: pytest.Config) -> None:
         from conformance import launcher
 
         self.state = state
         launcher.add_observer(self.keep)
         config.add_cleanup(lambda: launcher.remove_observer(self.keep))
 
-    def keep(self, record: Any) -> None:
+    def keep(self, record: Record) -> None:
         self.state.transcript.append(record)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -512,7 +542,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def _host_summary(state: Any) -> dict[str, Any]:
+def _host_summary(state: State) -> dict[str, Any]:
     with contextlib.suppress(Exception):
         state.host_tokens()
         return state.host_summary()
@@ -537,7 +567,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 @pytest.fixture(scope="session")
-def runtime(request: pytest.FixtureRequest) -> Any:
+def runtime(request: pytest.FixtureRequest) -> Runtime:
     """The prepared adapter of this test's runtime (see conformance.adapters.base.Runtime)."""
     name = getattr(request, "param", None)
     if name is None:
@@ -546,7 +576,7 @@ def runtime(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
-def workspace(request: pytest.FixtureRequest) -> Any:
+def workspace(request: pytest.FixtureRequest) -> Workspace:
     """The session's Workspace (scratch dir whose names carry "conform")."""
     return _state(request.config).workspace
 
@@ -563,7 +593,7 @@ def spec_factory() -> Callable[..., Any]:
 
 
 @pytest.fixture
-def container(runtime: Any, workspace: Any) -> Iterator[Any]:
+def container(runtime: Runtime, workspace: Workspace) -> Iterator[Containers]:
     """`container(spec)` starts a detached container (`container.remove(c)` removes one
     early); everything still there is removed at teardown, even when the test failed."""
     from conformance.containers import Containers

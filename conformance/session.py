@@ -71,30 +71,30 @@ class State:
                 self._prepared[name] = e
         err = self._prepared[name]
         if isinstance(err, Unsupported):
-            raise Unsupported(str(err))
+            raise Unsupported(err.reason)
         if isinstance(err, RuntimeFailure):
             raise RuntimeFailure(f"runtime {name} could not be prepared: {err}") from err
         if err is not None:
             raise RuntimeError(f"preparing runtime {name} failed: {err!r}") from err
         return rt
 
-    def unsupported_reason(self, name: str, required: list[str]) -> str | None:
+    def unsupported(self, name: str, required: list[str]) -> Unsupported | None:
         """Why a test of runtime ``name`` that requires ``required`` cannot run here."""
         from conformance import tokens
 
         rt = self.adapter(name)
         reason = rt.available()
         if reason:
-            return f"unsupported: {reason}"
+            return Unsupported(reason)
         try:
             self.prepared(name)
         except Unsupported as e:
-            return str(e)
+            return e
         except Exception:
             pass  # a runtime that cannot prepare fails its tests (raised by the fixture)
         missing = tokens.missing(required, self.host_tokens(), rt.capabilities())
         if missing:
-            return f"unsupported: {', '.join(missing)} (runtime {name})"
+            return Unsupported(f"{', '.join(missing)} (runtime {name})")
         return None
 
     def deviations_for(self, name: str) -> list[deviations.Deviation]:

@@ -13,7 +13,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conformance.catalogue import Catalogue
 
 PASS, FAIL, BROKEN, UNSUPPORTED, XFAIL, SKIPPED = (
     "pass",
@@ -41,7 +44,7 @@ def classify(
     runtime_failure: bool,
     assertion: bool,
     wasxfail: str | None,
-    skip_reason: str = "",
+    unsupported: bool = False,
 ) -> str | None:
     """The verdict one report phase contributes (None: this phase says nothing).
 
@@ -50,13 +53,14 @@ def classify(
     raised: the test never judged the behaviour, or judged it before cleanup failed.
     ``assertion``: an AssertionError or pytest.fail in the test body (fail); any other
     exception is the harness's or host's problem (broken).
+    ``unsupported``: the skip came from an `Unsupported` (any other skip is just skipped).
     """
     if outcome == "passed":
         return PASS if when == "call" else None
     if outcome == "skipped":
         if wasxfail is not None:
             return XFAIL
-        return UNSUPPORTED if skip_reason.startswith("unsupported:") else SKIPPED
+        return UNSUPPORTED if unsupported else SKIPPED
     if when != "call":
         return BROKEN  # a fixture's set-up or tear-down (e.g. `podman rm` EBUSY), not a verdict
     if runtime_failure or assertion:
@@ -125,7 +129,7 @@ def summary(
     records: list[TestRecord],
     *,
     runtimes: list[str],
-    catalogue: Any,
+    catalogue: Catalogue,
     host: dict[str, Any],
     leftovers: list[str],
     started: float,

@@ -61,7 +61,7 @@ class Workspace:
             busybox = rootfs.find_busybox()
             if busybox is None:
                 raise Unsupported(
-                    "unsupported: tool:busybox (no static busybox for the suite's "
+                    "tool:busybox (no static busybox for the suite's "
                     "rootfs; install busybox-static)"
                 )
             tree = self.dir / "rootfs"

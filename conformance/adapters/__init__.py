@@ -91,9 +91,9 @@ def make(choice: Choice) -> Runtime:
 
         return OciRuntime(choice.name, choice.target)
     if choice.kind == "engine":
-        from conformance.adapters.engine import EngineRuntime
+        from conformance.adapters.engine import engine
 
-        return EngineRuntime(choice.name, choice.target)
+        return engine(choice.name, choice.target)
     if choice.kind == "fake":
         from conformance.adapters.stub import FakeRuntime
 

@@ -3,17 +3,20 @@
 Why: one suite, many runtimes. A test builds a `ContainerSpec` and calls the adapter; each
 adapter translates the spec into its runtime's language (rref flags, an OCI bundle, podman
 flags). Optional operations raise `Unsupported` unless the adapter declares the matching
-capability token (see `conformance.tokens.ADAPTER_TOKENS`).
+capability token (see `conformance.tokens.ADAPTER_TOKENS`). `Runtime` is the one protocol:
+every adapter subclasses it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 from conformance.errors import RuntimeFailure, Unsupported
 from conformance.workspace import Workspace
@@ -190,88 +193,26 @@ def new_image_ref(what: str = "commit") -> str:
     return f"localhost/conform-{what}:{uuid.uuid4().hex[:16]}"
 
 
-@runtime_checkable
-class Runtime(Protocol):
-    """The adapter protocol. Methods a runtime lacks raise `Unsupported`."""
+class Runtime:
+    """The adapter protocol, and its defaults: an operation the runtime lacks raises
+    `Unsupported` naming the capability token it would need.
 
-    name: str
-    kind: str
+    What an adapter can do it declares in ``CAPABILITIES`` (tokens of
+    `conformance.tokens.ADAPTER_TOKENS`), by its kind and version, never by asking the
+    runtime under test: a declared operation that does not work is a failure of the
+    runtime, not a gap of the adapter.
+    """
 
-    def available(self) -> str | None:
-        """None when usable; else why not (e.g. "runtime crun not installed")."""
-
-    def capabilities(self) -> frozenset[str]: ...
-
-    def prepare(self, ws: Workspace) -> None:
-        """Once per session, before the first container (build/import the base image)."""
-
-    def close(self) -> None:
-        """Once per session, after the last container: free what prepare() made."""
-
-    def run(self, spec: ContainerSpec, timeout: float = 60) -> Result: ...
-
-    def start(self, spec: ContainerSpec) -> Container: ...
-
-    def exec(self, c: Container, argv: list[str], timeout: float = 60) -> Result: ...
-
-    def pid(self, c: Container) -> int: ...
-
-    def wait(self, c: Container, timeout: float = 60) -> int: ...
-
-    def stop(self, c: Container, timeout: int = 10) -> None: ...
-
-    def kill(self, c: Container, signal: str = "KILL") -> None: ...
-
-    def remove(self, c: Container) -> None: ...
-
-    def logs(self, c: Container) -> Result: ...
-
-    def pause(self, c: Container) -> None: ...
-
-    def unpause(self, c: Container) -> None: ...
-
-    def commit(self, c: Container, image: str | None = None) -> str:
-        """An image of the container's changes (tagged ``image`` or a conform-* tag)."""
-
-    def diff(self, c: Container) -> list[tuple[str, str]]:
-        """The container's changes as (kind, path): kind A (added), C (changed), D."""
-
-    def upperdir(self, c: Container) -> Path: ...
-
-    def lowerdirs(self, c: Container) -> list[Path]:
-        """Host paths of the image layers of the container's overlay, top first."""
-
-    def import_rootfs(self, tar: Path, image: str | None = None) -> str:
-        """An image made from a root filesystem tar; its reference."""
-
-    def load(self, tar: Path) -> str:
-        """Load the (one) image of an OCI image layout tar; its reference."""
-
-    def layer_tar(self, image: str) -> Path:
-        """The image's top layer as an uncompressed OCI changeset tar (sha256 = diff_id)."""
-
-    def remove_image(self, image: str) -> None: ...
-
-    def volume_create(self, name: str) -> None: ...
-
-    def volume_remove(self, name: str) -> None: ...
-
-    def events(self, since: float, until: float) -> list[Event]:
-        """Container events between two unix times, oldest first."""
-
-    def bridge(self) -> Bridge:
-        """The bridge and subnet containers with network="bridge" get."""
-
-    def leak_markers(self, c: Container) -> list[str]:
-        """Strings that name this container's host resources (ids, paths), for leak checks."""
-
-
-class BaseRuntime:
-    """Defaults for the optional parts of the protocol."""
-
-    name = "?"
-    kind = "?"
+    name: str = "?"
+    kind: str = "?"
+    CAPABILITIES: frozenset[str] = frozenset()
     ws: Workspace | None = None
+    binary: str | None = None  # the runtime's executable, when found
+    binary_arg: str = ""  # how it was given: a name on PATH or a path
+
+    def _locate(self, binary: str) -> None:
+        self.binary_arg = binary
+        self.binary = binary if os.sep in binary else shutil.which(binary)
 
     def _new_name(self) -> str:
         """A container name, registered with the workspace for the leak check."""
@@ -283,34 +224,47 @@ class BaseRuntime:
         if self.ws is not None:
             self.ws.mark(*names)
 
+    def _unsupported(self, token: str) -> Unsupported:
+        return Unsupported(f"{token} (runtime {self.name})")
+
+    # ------------------------------------------------------------------ session
+
     def available(self) -> str | None:
+        """None when usable; else why not (e.g. "runtime crun not installed")."""
+        if self.binary_arg and (not self.binary or not os.access(self.binary, os.X_OK)):
+            return f"runtime {self.name} not installed ({self.binary_arg} not found)"
         return None
 
     def capabilities(self) -> frozenset[str]:
-        return frozenset()
+        return self.CAPABILITIES
 
     def prepare(self, ws: Workspace) -> None:
+        """Once per session, before the first container (build/import the base image)."""
         self.ws = ws
 
     def close(self) -> None:
+        """Once per session, after the last container: free what prepare() made."""
         return None
 
-    def _unsupported(self, what: str) -> Unsupported:
-        return Unsupported(f"unsupported: {what} (runtime {self.name})")
+    # ------------------------------------------------------------------ containers
 
     def run(self, spec: ContainerSpec, timeout: float = 60) -> Result:
+        """Run a container in the foreground to its end."""
         raise self._unsupported("run")
 
     def start(self, spec: ContainerSpec) -> Container:
+        """Start a detached container."""
         raise self._unsupported("detach")
 
     def exec(self, c: Container, argv: list[str], timeout: float = 60) -> Result:
         raise self._unsupported("exec")
 
     def pid(self, c: Container) -> int:
+        """The host pid of the container's init."""
         raise self._unsupported("detach")
 
     def wait(self, c: Container, timeout: float = 60) -> int:
+        """The container's exit code, once it ended."""
         raise self._unsupported("detach")
 
     def stop(self, c: Container, timeout: int = 10) -> None:
@@ -331,29 +285,43 @@ class BaseRuntime:
     def unpause(self, c: Container) -> None:
         raise self._unsupported("pause")
 
+    def leak_markers(self, c: Container) -> list[str]:
+        """Strings that name this container's host resources (ids, paths), for leak checks."""
+        return [c.name, c.id]
+
+    # ------------------------------------------------------------------ layers and images
+
     def commit(self, c: Container, image: str | None = None) -> str:
+        """An image of the container's changes (tagged ``image`` or a conform-* tag)."""
         raise self._unsupported("commit")
 
     def diff(self, c: Container) -> list[tuple[str, str]]:
+        """The container's changes as (kind, path): kind A (added), C (changed), D."""
         raise self._unsupported("diff")
 
     def upperdir(self, c: Container) -> Path:
         raise self._unsupported("upperdir")
 
     def lowerdirs(self, c: Container) -> list[Path]:
+        """Host paths of the image layers of the container's overlay, top first."""
         raise self._unsupported("lowerdirs")
 
     def import_rootfs(self, tar: Path, image: str | None = None) -> str:
+        """An image made from a root filesystem tar; its reference."""
         raise self._unsupported("import")
 
     def load(self, tar: Path) -> str:
+        """Load the (one) image of an OCI image layout tar; its reference."""
         raise self._unsupported("load")
 
     def layer_tar(self, image: str) -> Path:
+        """The image's top layer as an uncompressed OCI changeset tar (sha256 = diff_id)."""
         raise self._unsupported("layer-tar")
 
     def remove_image(self, image: str) -> None:
         raise self._unsupported("images")
+
+    # ------------------------------------------------------------------ engine services
 
     def volume_create(self, name: str) -> None:
         raise self._unsupported("named-volumes")
@@ -362,13 +330,12 @@ class BaseRuntime:
         raise self._unsupported("named-volumes")
 
     def events(self, since: float, until: float) -> list[Event]:
+        """Container events between two unix times, oldest first."""
         raise self._unsupported("events")
 
     def bridge(self) -> Bridge:
+        """The bridge and subnet containers with network="bridge" get."""
         raise self._unsupported("network:bridge")
-
-    def leak_markers(self, c: Container) -> list[str]:
-        return [c.name, c.id]
 
 
 def verified_layer(tar: Path, diff_id: str, runtime: str) -> Path:

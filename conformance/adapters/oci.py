@@ -21,11 +21,11 @@ from conformance import evidence, hostops, launcher
 from conformance.adapters import ocispec
 from conformance.adapters.base import (
     BASE_IMAGE,
-    BaseRuntime,
     Container,
     ContainerSpec,
     IdMap,
     Result,
+    Runtime,
     signal_name,
 )
 from conformance.errors import RuntimeFailure, RuntimeTimeout, Unsupported
@@ -56,24 +56,16 @@ def _to_host(cid: int, maps: list[IdMap]) -> int:
     return 65534
 
 
-class OciRuntime(BaseRuntime):
+class OciRuntime(Runtime):
     kind = "oci"
+    CAPABILITIES = CAPABILITIES
 
     def __init__(self, name: str, binary: str) -> None:
         self.name = name
-        self.binary_arg = binary
-        self.binary = binary if os.sep in binary else shutil.which(binary)
+        self._locate(binary)
         self.workdir: Path | None = None
         self.base: Path | None = None
         self.keep = False
-
-    def available(self) -> str | None:
-        if not self.binary or not os.access(self.binary, os.X_OK):
-            return f"runtime {self.name} not installed ({self.binary_arg} not found)"
-        return None
-
-    def capabilities(self) -> frozenset[str]:
-        return CAPABILITIES
 
     def prepare(self, ws: Workspace) -> None:
         self.ws = ws
@@ -108,9 +100,7 @@ class OciRuntime(BaseRuntime):
 
     def _bundle(self, spec: ContainerSpec, cid: str) -> Path:
         if spec.image != BASE_IMAGE:
-            raise Unsupported(
-                f"unsupported: image {spec.image!r} (OCI bundles use the suite's busybox rootfs)"
-            )
+            raise Unsupported(f"image {spec.image!r} (OCI bundles use the suite's busybox rootfs)")
         assert self.workdir is not None and self.base is not None, "prepare() first"
         bundle = self.workdir / "bundles" / cid
         for d in ("upper", "work", "rootfs"):

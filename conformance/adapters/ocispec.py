@@ -175,7 +175,7 @@ def _user(spec: ContainerSpec, rootfs: Path) -> dict[str, int]:
                     return int(f[2]), (int(f[3]) if gid_field else None)
         except (OSError, IndexError, ValueError):
             pass
-        raise Unsupported(f"unsupported: user {name!r} not in the rootfs's /etc/{file}")
+        raise Unsupported(f"user {name!r} not in the rootfs's /etc/{file}")
 
     uid, primary = lookup(user, "passwd", gid_field=True)
     gid = lookup(group, "group")[0] if group else (primary if primary is not None else 0)
@@ -212,7 +212,7 @@ def _seccomp(path: str) -> dict[str, Any]:
     try:
         profile = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
-        raise Unsupported(f"unsupported: seccomp profile {path} ({e})") from None
+        raise Unsupported(f"seccomp profile {path} ({e})") from None
     keys = ("defaultAction", "defaultErrnoRet", "architectures", "flags", "syscalls")
     return {k: profile[k] for k in keys if k in profile}
 
@@ -220,9 +220,9 @@ def _seccomp(path: str) -> dict[str, Any]:
 def build_config(spec: ContainerSpec, rootfs: Path, cgroups_path: str) -> dict[str, Any]:
     """The config.json document for ``spec`` with the bundle's rootfs at ``rootfs``."""
     if spec.network == "bridge":
-        raise Unsupported("unsupported: network:bridge (OCI bundles get no network set-up)")
+        raise Unsupported("network:bridge (OCI bundles get no network set-up)")
     if any(v.named for v in spec.volumes):
-        raise Unsupported("unsupported: named-volumes (an OCI runtime has no volume store)")
+        raise Unsupported("named-volumes (an OCI runtime has no volume store)")
     caps = _capabilities(spec)
     env = {"PATH": DEFAULT_PATH, **spec.env}
     namespaces = [{"type": NS_TYPES[n]} for n in sorted(spec.effective_namespaces())]

@@ -7,11 +7,11 @@ capabilities it is given and any container operation fails like a broken runtime
 
 from __future__ import annotations
 
-from conformance.adapters.base import BaseRuntime, Container, ContainerSpec, Result
+from conformance.adapters.base import Container, ContainerSpec, Result, Runtime
 from conformance.errors import RuntimeFailure
 
 
-class UnavailableRuntime(BaseRuntime):
+class UnavailableRuntime(Runtime):
     """A runtime the suite knows but cannot drive here; every test is unsupported."""
 
     def __init__(self, name: str, kind: str, reason: str) -> None:
@@ -27,7 +27,7 @@ def ref_oci(name: str = "ref-oci") -> UnavailableRuntime:
     return UnavailableRuntime(name, "ref-oci", f"runtime {name}: rref has no OCI bundle mode yet")
 
 
-class FakeRuntime(BaseRuntime):
+class FakeRuntime(Runtime):
     """For the harness's own tests: declared capabilities, failing container operations."""
 
     kind = "fake"

@@ -118,7 +118,7 @@ def test_cpu_quota_is_enforced(runtime, container):
     c = container(ContainerSpec(cpu_quota=quota, cpu_period=period, argv=sh("while :; do :; done")))
     view = facts.CgroupView(runtime.pid(c))
     if view.version("cpu") == 1 and view.version("cpuacct") is None:
-        raise Unsupported("unsupported: cgroup:cpuacct (v1 cpu usage)")
+        raise Unsupported("cgroup:cpuacct (v1 cpu usage)")
     assert view.cpu_max() == (quota, period), f"cpu quota/period read back {view.cpu_max()}"
     time.sleep(0.1)  # let the loop start
     throttled0, u0, t0 = (
@@ -141,7 +141,7 @@ def test_cpu_quota_is_enforced(runtime, container):
 @pytest.mark.requires("cgroup:cpuset", "cgroup-limits")
 def test_cpuset_sets_affinity(runtime, observe):
     if len(os.sched_getaffinity(0)) < 2:
-        raise Unsupported("unsupported: one CPU only: pinning to it would change nothing")
+        raise Unsupported("one CPU only: pinning to it would change nothing")
     cpu = max(os.sched_getaffinity(0))
     o = observe(cpuset_cpus=str(cpu))
     inside = facts.parse_cpu_list(o.inside.status["Cpus_allowed_list"])
@@ -159,7 +159,7 @@ def test_pause_freezes_and_unpause_thaws(runtime, container):
     )
     view = facts.CgroupView(runtime.pid(c))
     if view.version("cpu") == 1 and view.version("cpuacct") is None:
-        raise Unsupported("unsupported: cgroup:cpuacct (v1 cpu usage)")
+        raise Unsupported("cgroup:cpuacct (v1 cpu usage)")
 
     def used(window: float = 0.3) -> int:
         u0 = view.cpu_usage_ns()
@@ -236,7 +236,7 @@ def _host_has_weight_file() -> bool:
 def test_blkio_weight_read_back(runtime, container):
     if not _host_has_weight_file():
         raise Unsupported(
-            "unsupported: no blkio.weight/blkio.bfq.weight (v1) or io.weight/io.bfq.weight "
+            "no blkio.weight/blkio.bfq.weight (v1) or io.weight/io.bfq.weight "
             "(v2) file on this host (no weight-based I/O scheduler)"
         )
     want = 300

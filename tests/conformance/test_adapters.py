@@ -10,7 +10,7 @@ import pytest
 
 from conformance.adapters import ChoiceError, make, parse_choices
 from conformance.adapters.base import ContainerSpec, IdMap, Volume
-from conformance.adapters.engine import EngineRuntime
+from conformance.adapters.engine import PodmanRuntime
 from conformance.adapters.ocispec import DEFAULT_CAPS, build_config
 from conformance.adapters.ref import RefRuntime
 from conformance.errors import Unsupported
@@ -174,13 +174,13 @@ def test_rref_flags():
 
 
 def test_podman_flags_never_use_the_default_bridge():
-    f = EngineRuntime("podman", "/usr/bin/podman").flags(SPEC)
+    f = PodmanRuntime("podman", "/usr/bin/podman").flags(SPEC)
     assert f[:4] == ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
     assert ("--network", "none") in set(itertools.pairwise(f))
     assert {"--pid=private", "--ipc=private", "--uts=private", "--cgroupns=private"} <= set(f)
     assert ("--gidmap", "0:200000:65536") in set(itertools.pairwise(f))
     with pytest.raises(Unsupported):
-        EngineRuntime("podman", "/usr/bin/podman").flags(ContainerSpec(network="bridge"))
+        PodmanRuntime("podman", "/usr/bin/podman").flags(ContainerSpec(network="bridge"))
 
 
 def test_profile_weight_and_named_volume_flags(tmp_path: Path):
@@ -191,7 +191,7 @@ def test_profile_weight_and_named_volume_flags(tmp_path: Path):
     )
     for f in (
         RefRuntime("ref", binary="/bin/true").flags(spec),
-        EngineRuntime("podman", "/usr/bin/podman").flags(spec),
+        PodmanRuntime("podman", "/usr/bin/podman").flags(spec),
     ):
         pairs = set(itertools.pairwise(f))
         assert ("--security-opt", f"seccomp={profile}") in pairs
@@ -205,7 +205,7 @@ def test_profile_weight_and_named_volume_flags(tmp_path: Path):
 
 def test_event_names_and_times():
     from conformance.adapters.base import event_action
-    from conformance.adapters.engine import _event
+    from conformance.adapters.dockercli import parse_event as _event
 
     assert [event_action(a) for a in ("exec_start: sh -c x", "died", "remove", "create")] == [
         "exec",
