@@ -18,7 +18,11 @@ Defects:
   see the altered spec);
 * ``ignore-read-only``: the ``--read-only`` flag is dropped from run/create (argv);
 * layer defects (`LAYER_DEFECTS`): a committed layer that is not a proper OCI changeset;
-* ``hostname-no-newline``: /etc/hostname is written without its trailing newline.
+* ``hostname-no-newline``: /etc/hostname is written without its trailing newline;
+* two at once (`COMBINED`): ``terse-help-drops-whiteouts`` is a `--help` that lists no
+  commands with a commit that drops whiteouts. The adapter declares what rref can do, so a
+  help text that hides verbs must not turn the layer tests "unsupported": the bad commit
+  is still caught.
 """
 
 from __future__ import annotations
@@ -35,13 +39,15 @@ from faulty_runc import DEFECTS as SPEC_DEFECTS
 
 ARGV_DEFECTS: dict[str, Callable[[list[str]], list[str]]] = {}
 LAYER_DEFECTS: dict[str, Callable[[], None]] = {}
+COMBINED: dict[str, tuple[str, ...]] = {}
 _log: str | None = None
+_combined: str | None = None  # the combined defect being run: notes go under its name
 
 
 def _note(name: str, what: str) -> None:
     if _log:
         with open(_log, "a") as f:
-            f.write(f"{name} {what}\n")
+            f.write(f"{_combined or name} {what}\n")
 
 
 # ------------------------------------------------------------------------------ argv
@@ -58,6 +64,18 @@ def _ignore_read_only(argv: list[str]) -> list[str]:
 
 
 ARGV_DEFECTS["ignore-read-only"] = _ignore_read_only
+
+
+def _terse_help(argv: list[str]) -> list[str]:
+    """`rref --help` prints a usage line without the list of commands."""
+    if argv and argv[-1] in ("-h", "--help") and not any(a in ("run", "create") for a in argv):
+        _note("terse-help", "printed a help without commands")
+        print("usage: rref [-h] [--root ROOT] COMMAND ...")
+        sys.exit(0)
+    return argv
+
+
+ARGV_DEFECTS["terse-help"] = _terse_help
 
 
 # ------------------------------------------------------------------------------ layers
@@ -162,6 +180,7 @@ def _hostname_no_newline() -> None:
 LAYER_DEFECTS["hostname-no-newline"] = _hostname_no_newline
 LAYER_DEFECTS["commit-drops-whiteouts"] = _commit_drops_whiteouts
 LAYER_DEFECTS["commit-overlay-whiteouts"] = _commit_overlay_whiteouts
+COMBINED["terse-help-drops-whiteouts"] = ("terse-help", "commit-drops-whiteouts")
 
 
 # ------------------------------------------------------------------------------ spec
@@ -187,11 +206,11 @@ def _patch_spec(name: str) -> None:
 
 
 def known() -> list[str]:
-    return sorted({*SPEC_DEFECTS, *ARGV_DEFECTS, *LAYER_DEFECTS, "none"})
+    return sorted({*SPEC_DEFECTS, *ARGV_DEFECTS, *LAYER_DEFECTS, *COMBINED, "none"})
 
 
 def main(argv: list[str]) -> int:
-    global _log
+    global _log, _combined
     if argv[:1] == ["--log"]:
         _log, argv = argv[1], argv[2:]
     if not argv:
@@ -202,12 +221,15 @@ def main(argv: list[str]) -> int:
         print(f"faulty_rref: unknown defect {name!r} (known: {known()})", file=sys.stderr)
         return 125
     rest = argv[1:]
-    if name in ARGV_DEFECTS:
-        rest = ARGV_DEFECTS[name](rest)
-    elif name in SPEC_DEFECTS:
-        _patch_spec(name)
-    elif name in LAYER_DEFECTS:
-        LAYER_DEFECTS[name]()
+    if name in COMBINED:
+        _combined = name
+    for part in COMBINED.get(name, (name,)):
+        if part in ARGV_DEFECTS:
+            rest = ARGV_DEFECTS[part](rest)
+        elif part in SPEC_DEFECTS:
+            _patch_spec(part)
+        elif part in LAYER_DEFECTS:
+            LAYER_DEFECTS[part]()
     from runtime_ref import cli
 
     sys.argv = ["rref", *rest]

@@ -332,6 +332,19 @@ CASES = (
         via="ref",
         says=(("UTS-05", "one line and a newline"),),
     ),
+    # capabilities are the adapter's declaration: a help text hiding the verbs changes
+    # nothing, the bad commit is still a failure (not "unsupported")
+    Case(
+        "terse-help-drops-whiteouts",
+        "layers",
+        ("OVL-08", "OVL-07"),
+        ("OVL-10",),
+        via="ref",
+        says=(
+            ("OVL-08", "want an empty regular etc/.wh.group"),
+            ("OVL-07", "still has the old name"),
+        ),
+    ),
     # not caught (yet): strict xfails naming the gap, so a suite that starts catching one
     # says so (none at the moment)
 )
