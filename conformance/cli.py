@@ -60,7 +60,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     info = hostinfo.get_host_info()
     if args.json:
-        print(json.dumps(info.to_dict(), indent=2, sort_keys=False))
+        print(json.dumps(hostinfo.host_dict(info), indent=2, sort_keys=False))
     else:
         print(render_doctor(info))
     return 0

@@ -371,8 +371,8 @@ def test_overlay_probe_cleans_up():
     assert after.count(" - tracefs ") == before.count(" - tracefs ")
 
 
-def test_to_dict_is_json(info):
-    data = json.loads(json.dumps(info.to_dict()))
+def test_host_dict_is_json(info):
+    data = json.loads(json.dumps(hostinfo.host_dict(info)))
     assert data["cgroups"]["mode"] == info.cgroups.mode
     assert data["namespaces"]["pid"]["unshare"]["ok"] is True
     assert sorted(data["tokens"]) == sorted(capability_tokens(info))
