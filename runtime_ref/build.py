@@ -19,6 +19,7 @@ import stat
 import sys
 
 from . import commit as cm
+from . import scratch
 from .errors import BuildError, RrefError
 from .images import ImageStore, normalize_ref
 from .state import Store, flock
@@ -233,7 +234,7 @@ class Builder:
         with flock(self.cache_file + ".lock"):
             data = self._cache()
             data[key] = image_id
-            tmp = f"{self.cache_file}.tmp-{os.getpid()}"
+            tmp = scratch.name(self.cache_file)
             with open(tmp, "w") as f:
                 json.dump(data, f)
             os.replace(tmp, self.cache_file)

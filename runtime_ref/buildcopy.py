@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 
+from . import scratch
 from . import syscalls as sc
 from .errors import RrefError
 
@@ -31,7 +32,7 @@ def merged_view(images: Any, image_id: str) -> Iterator[str]:
     from .rmtree import remove_tree
 
     img = images.get(image_id)
-    base = os.path.join(images.layers, f".rref-view-{os.getpid()}-{os.urandom(4).hex()}")
+    base = scratch.path(images.layers, ".view")
     target, empty = os.path.join(base, "merged"), os.path.join(base, "empty")
     os.makedirs(target)
     os.makedirs(empty)
@@ -143,7 +144,7 @@ def _extract(archive: str, dst: str, owner: tuple[int, int] | None) -> None:
         if head.startswith(b"\xfd7zXZ")
         else open
     )
-    tmp = f"{dst}.rref-add-{os.getpid()}"
+    tmp = scratch.name(dst)
     os.mkdir(tmp)
     try:
         with opener(archive, "rb") as src:
@@ -170,7 +171,7 @@ def build_copy_layer(
     from .rmtree import remove_tree
 
     images = b.images
-    stage = os.path.join(images.layers, f".rref-copy-{os.getpid()}-{os.urandom(4).hex()}")
+    stage = scratch.path(images.layers, ".copy")
     os.makedirs(stage)
     try:
         with contextlib.ExitStack() as stack:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import time
 
+from . import scratch
 from .errors import EXIT_RUNTIME, RrefError
 
 TYPE_CHECKING = False
@@ -36,8 +37,7 @@ def build_image(store: ImageStore, name: str) -> str:
                 "(install busybox-static)",
                 EXIT_RUNTIME,
             )
-        tree = os.path.join(store.layers, f".build-{os.getpid()}")
-        shutil.rmtree(tree, ignore_errors=True)
+        tree = scratch.path(store.layers, ".busybox")
         make_busybox_tree(busybox, tree)
         diff_id = store.add_layer_from_dir(tree)
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

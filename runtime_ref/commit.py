@@ -13,7 +13,7 @@ import contextlib
 import os
 import time
 
-from . import containers, events
+from . import containers, events, faults, scratch
 from .errors import UsageError
 from .images import ImageStore, normalize_ref
 from .state import Store
@@ -68,12 +68,14 @@ def _paused(store: Store, cid: str, pause: bool) -> Iterator[None]:
 
     st = containers.status(store, cid)
     freeze = pause and st.get("Status") == "running" and containers.is_running(st)
-    if freeze:
-        lifecycle._cgroup(store, cid).freeze()
-    try:
+    if not freeze:
         yield
-    finally:
-        if freeze:
+        return
+    with containers.frozen_by_me(store, cid):  # a killed commit's freeze is undone by others
+        lifecycle._cgroup(store, cid).freeze()
+        try:
+            yield
+        finally:
             lifecycle._cgroup(store, cid).thaw()
 
 
@@ -196,10 +198,11 @@ def add_changeset(
     if not layers.changes(upper, lowers=lowers, exclude=exclude):
         return None
     images.ensure()
-    tmp = os.path.join(images.layers, f".commit-{os.getpid()}-{os.urandom(4).hex()}.tar")
+    tmp = scratch.path(images.layers, ".commit", ".tar")
     try:
         with open(tmp, "wb") as out:
             layers.write_changeset(upper, out, lowers=lowers, exclude=exclude)
+        faults.point("commit.changeset")
         if maps:
             _unshift_owners(tmp, maps)
         with open(tmp, "rb") as src:
@@ -221,7 +224,7 @@ def _unshift_owners(path: str, maps: tuple[list[Any], list[Any]]) -> None:
                 return m["containerID"] + host - m["hostID"]
         return OVERFLOW_ID
 
-    tmp = path + ".ids"
+    tmp = scratch.name(path)
     with tarfile.open(path, "r:") as src, tarfile.open(tmp, "w:", format=tarfile.PAX_FORMAT) as dst:
         for ti in src:
             ti.uid, ti.gid = back(ti.uid, maps[0]), back(ti.gid, maps[1])

@@ -6,9 +6,9 @@ import contextlib
 import os
 import signal
 
-from . import events, procinfo
+from . import events, faults, procinfo
 from .cgroups import Cgroup
-from .errors import EXIT_RUNTIME, RrefError, UsageError
+from .errors import EXIT_RUNTIME, NotFound, RrefError, UsageError
 from .images import ImageStore
 from .rmtree import remove_tree
 from .spec import ANN_OVERLAY, ANN_USER, default_spec, merge_env
@@ -16,6 +16,7 @@ from .state import Store, now_iso
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 NAME_PATTERN = r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
@@ -279,35 +280,39 @@ def create(store: Store, images: ImageStore, o: CreateOptions) -> str:
                 "container to be able to reuse that name."
             )
         cid = store.new_id()
-        cdir = store.path(cid)
-        os.makedirs(cdir, mode=0o700)
-        try:
-            cfg = _build(store, images, cid, cdir, name, image, icfg, args, entry, cmd, o, parsed)
-            store.save_config(cid, cfg)
-            store.save_state(
-                cid,
-                {
-                    "Status": "created",
-                    "Running": False,
-                    "Paused": False,
-                    "OOMKilled": False,
-                    "Dead": False,
-                    "Pid": 0,
-                    "PidStart": 0,
-                    "MonitorPid": 0,
-                    "MonitorStart": 0,
-                    "ExitCode": 0,
-                    "Error": "",
-                    "StartedAt": ZERO_TIME,
-                    "FinishedAt": ZERO_TIME,
-                },
-            )
-        except BaseException:
-            with contextlib.suppress(OSError):
-                remove_tree(cdir)
-            raise
+        with store.claim(cid) as cdir:
+            faults.point("create.dir")
+            try:
+                cfg = _build(
+                    store, images, cid, cdir, name, image, icfg, args, entry, cmd, o, parsed
+                )
+                faults.point("create.built")
+                store.save_config(cid, cfg)
+                store.save_state(cid, _initial_state())
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    remove_tree(store.bury(cid))
+                raise
     events.emit(store.root, "create", cid, event_attrs(cfg))
     return cid
+
+
+def _initial_state() -> dict[str, Any]:
+    return {
+        "Status": "created",
+        "Running": False,
+        "Paused": False,
+        "OOMKilled": False,
+        "Dead": False,
+        "Pid": 0,
+        "PidStart": 0,
+        "MonitorPid": 0,
+        "MonitorStart": 0,
+        "ExitCode": 0,
+        "Error": "",
+        "StartedAt": ZERO_TIME,
+        "FinishedAt": ZERO_TIME,
+    }
 
 
 def event_attrs(cfg: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -547,10 +552,67 @@ def _capabilities(add: list[str], drop: list[str]) -> dict[str, list[str]]:
     return {k: list(names) for k in ("bounding", "effective", "permitted")}
 
 
+FREEZE_OWNER = "freeze.lock"  # held by a command that froze the container for a moment
+
+
+@contextlib.contextmanager
+def frozen_by_me(store: Store, cid: str) -> Iterator[None]:
+    """Hold the container's freeze-owner lock for the block (commit's snapshot).
+
+    The lock file exists only while a command has the container frozen; one
+    left behind by a killed command is found unlocked by the next reader, which
+    thaws the container (`_thaw_abandoned`).
+    """
+    import fcntl
+
+    path = store.path(cid, FREEZE_OWNER)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break  # not unlinked by a reader that found it unlocked meanwhile
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _thaw_abandoned(store: Store, cid: str) -> None:
+    """Thaw a container that a killed command froze (its freeze-owner lock is free)."""
+    import fcntl
+
+    path = store.path(cid, FREEZE_OWNER)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return  # its owner is alive and will thaw it
+    try:
+        with contextlib.suppress(OSError, RrefError):
+            cgroup_of(store.config(cid)).thaw()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    finally:
+        os.close(fd)
+
+
 def reconcile(store: Store, cid: str, st: dict[str, Any]) -> dict[str, Any]:
-    """A 'running' container whose monitor and process are both gone is exited (lost)."""
+    """A 'running' container whose monitor and process are both gone is exited (lost);
+    one left frozen by a killed commit is thawed."""
     if st.get("Status") not in ("running", "paused"):
         return st
+    if st.get("Status") == "running" and os.path.exists(store.path(cid, FREEZE_OWNER)):
+        _thaw_abandoned(store, cid)
     if procinfo.alive(st.get("MonitorPid", 0), st.get("MonitorStart", 0)):
         return st
     if procinfo.alive(st.get("Pid", 0), st.get("PidStart", 0)):
@@ -569,12 +631,47 @@ def reconcile(store: Store, cid: str, st: dict[str, Any]) -> dict[str, Any]:
                 Error="container monitor exited unexpectedly",
                 FinishedAt=now_iso(),
             )
-            store.save_state(cid, fresh)
+            with contextlib.suppress(OSError):  # a full or read-only root: the truth still shows
+                store.save_state(cid, fresh)
         return fresh
 
 
 def status(store: Store, cid: str) -> dict[str, Any]:
     return reconcile(store, cid, store.state(cid))
+
+
+ORPHAN_ERROR = "incomplete container record: the command that made or removed it was killed"
+
+
+def load(store: Store, cid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config, reconciled state); an orphaned record comes back as a dead container.
+
+    NotFound: removed meanwhile, or still being made by a live command.
+    """
+    try:
+        return store.config(cid), status(store, cid)
+    except NotFound:
+        if not store.is_orphan(cid):
+            raise
+    try:
+        cfg = store.config(cid)
+    except RrefError:
+        import time
+
+        try:
+            made = os.stat(store.path(cid)).st_mtime
+        except OSError:
+            made = 0.0
+        cfg = {
+            "Id": cid,
+            "Name": "",
+            "Created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(made)),
+            "Path": "",
+            "Args": [],
+            "ImageRef": "",
+            "Cgroup": Cgroup.plan(f"rref-{cid}").paths,
+        }
+    return cfg, {"Status": "dead", "Dead": True, "Pid": 0, "ExitCode": 0, "Error": ORPHAN_ERROR}
 
 
 def is_running(st: dict[str, Any]) -> bool:
@@ -617,8 +714,9 @@ def release(store: Store, cid: str, cfg: dict[str, Any]) -> list[str]:
 def remove(store: Store, cid: str, force: bool = False, volumes: bool = False) -> None:
     """Delete a container; `volumes` (rm -v, run --rm) also drops its anonymous volumes."""
     try:
-        cfg = store.config(cid)
-        st = status(store, cid)
+        cfg, st = load(store, cid)
+    except NotFound:
+        raise
     except RrefError:
         if not force:
             raise
@@ -636,10 +734,15 @@ def remove(store: Store, cid: str, force: bool = False, volumes: bool = False) -
     if st.get("MonitorPid", 0) != os.getpid():
         procinfo.wait_gone(st.get("MonitorPid", 0), st.get("MonitorStart", 0), 10)
     with store.lock(cid):
+        if not os.path.isdir(store.path(cid)):
+            raise NotFound(f"No such container: {cid[:12]}")  # another rm won the race
         left = release(store, cid, cfg)
+        faults.point("rm.released")
         if left:
             raise RrefError(f"cannot remove container {cid[:12]}: cgroup busy: {left[0]}")
-        remove_tree(store.path(cid))
+        tomb = store.bury(cid)
+    faults.point("rm.buried")
+    remove_tree(tomb)
     events.emit(store.root, "destroy", cid, event_attrs(cfg))
     if volumes or cfg.get("HostConfig", {}).get("AutoRemove"):
         _remove_anonymous_volumes(store, cfg)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
-from . import containers
+from . import containers, scratch
 from .errors import NotFound, RrefError
 from .images import ImageStore, normalize_ref
 from .state import Store
@@ -99,21 +100,42 @@ def prune(store: Store, images: ImageStore, all_: bool = False) -> tuple[list[st
 
 
 def du(path: str) -> int:
-    total, seen = 0, set()
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                st = os.lstat(os.path.join(dirpath, f))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-    return total
+    return scratch.tree_bytes(path)
 
 
 def images_size(images: ImageStore) -> int:
-    return du(images.layers) if os.path.isdir(images.layers) else 0
+    """Bytes of stored layers; temporaries (live or left by a killed command) are not images."""
+    try:
+        names = os.listdir(images.layers)
+    except OSError:
+        return 0
+    return sum(du(os.path.join(images.layers, n)) for n in names if scratch.owner(n) is None)
+
+
+def scratch_dirs(store: Store, images: ImageStore, volume_root: str) -> list[str]:
+    """Every directory under the root where rref makes temporaries."""
+    from . import volumes
+
+    dirs = [store.root, store.cdir, images.root, images.layers, images.configs]
+    dirs += [store.path(c) for c in store.ids()]
+    dirs.append(volumes.VolumeStore(volume_root).root)
+    with contextlib.suppress(OSError):
+        dirs += [os.path.join(images.layers, n) for n in os.listdir(images.layers)]
+    remapped = os.path.join(images.root, "remapped")
+    with contextlib.suppress(OSError):
+        for key in os.listdir(remapped):
+            dirs.append(os.path.join(remapped, key))
+            with contextlib.suppress(OSError):
+                dirs += [
+                    os.path.join(remapped, key, n) for n in os.listdir(os.path.join(remapped, key))
+                ]
+    return dirs
+
+
+def stale_scratch_size(store: Store, images: ImageStore, volume_root: str) -> tuple[int, int]:
+    """(count, bytes) of temporaries whose owner is gone: what a prune would reclaim."""
+    found = [t for d in scratch_dirs(store, images, volume_root) for t in scratch.stale(d)]
+    return len(found), sum(scratch.disk_usage(t) for t in found)
 
 
 def history(images: ImageStore, ref: str) -> list[dict[str, Any]]:
@@ -149,12 +171,12 @@ def system_df(store: Store, images: ImageStore, volume_root: str) -> list[dict[s
     ctr_total = ctr_active = ctr_size = ctr_reclaim = 0
     for cid in store.ids():
         try:
-            cfg = store.config(cid)
-            running = containers.is_running(containers.status(store, cid))
+            cfg, st = containers.load(store, cid)
         except RrefError:
             continue
+        running = containers.is_running(st)
         used_images.add(cfg.get("Image"))
-        size = du(cfg["GraphDriver"]["Data"]["UpperDir"])
+        size = du(cfg.get("GraphDriver", {}).get("Data", {}).get("UpperDir") or store.path(cid))
         ctr_total += 1
         ctr_size += size
         if running:
@@ -177,6 +199,8 @@ def system_df(store: Store, images: ImageStore, volume_root: str) -> list[dict[s
     vol_used = {n for n in vol_names if volumes.in_use(store, n)}
     vol_sizes = {n: du(vs.path(n)) for n in vol_names}
     cache = build_cache_size(images)
+    left = stale_scratch_size(store, images, volume_root)  # reclaimable by prune, not images
+    cache = (cache[0] + left[0], cache[1] + left[1])
     return [
         {
             "Type": "Images",
@@ -239,12 +263,18 @@ def system_prune(
     out: list[str] = []
     for cid in store.ids():
         try:
-            st = containers.status(store, cid)
+            st = containers.load(store, cid)[1]
         except RrefError:
             continue
         if st.get("Status") in ("exited", "created", "dead") and not containers.is_running(st):
-            containers.remove(store, cid)
+            try:
+                containers.remove(store, cid)
+            except NotFound:
+                continue  # removed meanwhile, or still being created
             out.append(f"Deleted Container: {cid}")
+    count, scratch_freed = scratch.reclaim(*scratch_dirs(store, images, root))
+    if count:
+        out.append(f"Deleted {count} temporaries left by interrupted commands")
     cache = os.path.join(images.root, "buildcache.json")
     if os.path.exists(cache):
         os.unlink(cache)
@@ -257,5 +287,5 @@ def system_prune(
             if vs.get(n).get("Anonymous") and not volumes.in_use(store, n):
                 vs.remove(n, [])
                 out.append(f"Deleted Volume: {n}")
-    out.append(f"Total reclaimed space: {human(freed)}")
+    out.append(f"Total reclaimed space: {human(freed + scratch_freed)}")
     return out

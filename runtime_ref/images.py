@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 
+from . import faults, scratch
 from .errors import EXIT_RUNTIME, NotFound, RrefError
 from .state import flock, read_json, write_json
 
@@ -79,11 +80,7 @@ class ImageStore:
                 with self.lock():
                     if not os.path.isdir(target):
                         os.makedirs(os.path.dirname(target), exist_ok=True)
-                        tmp = f"{target}.tmp-{os.getpid()}"
-                        if os.path.exists(tmp):
-                            from .rmtree import remove_tree
-
-                            remove_tree(tmp)
+                        tmp = scratch.name(target)
                         remap_tree(d, tmp, uidmap, gidmap)
                         os.rename(tmp, target)
             out.append(target)
@@ -133,7 +130,8 @@ class ImageStore:
 
     def _stage(self) -> str:
         self.ensure()
-        d = os.path.join(self.layers, f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
+        scratch.reclaim(self.layers)  # what a killed commit, build or import left
+        d = scratch.path(self.layers, ".layer")
         os.mkdir(d, 0o700)
         return d
 
@@ -167,6 +165,7 @@ class ImageStore:
                 tee = layers.HashingReader(_Tee(src, keep))
                 os.mkdir(os.path.join(stage, "diff"), 0o755)
                 content = layers.apply_tar(tee, os.path.join(stage, "diff"))
+                faults.point("layer.applied")
                 tee.drain()
             digest = "sha256:" + tee.hexdigest()
             if expected is not None and digest != expected:
@@ -226,7 +225,7 @@ class ImageStore:
         gz = os.path.join(base, "layer.tar.gz")
         if "gzip" in meta and os.path.isfile(gz):
             return meta["gzip"]["digest"], meta["gzip"]["size"], gz
-        tmp = f"{gz}.tmp-{os.getpid()}"
+        tmp = scratch.name(gz)
         with (
             open(self.layer_tar(diff_id), "rb") as src,
             open(tmp, "wb") as raw,
@@ -278,7 +277,7 @@ class ImageStore:
         image_id = "sha256:" + hashlib.sha256(raw).hexdigest()
         path = os.path.join(self.configs, image_id[7:] + ".json")
         if not os.path.exists(path):
-            tmp = path + f".tmp.{os.getpid()}"
+            tmp = scratch.name(path)
             with open(tmp, "wb") as f:
                 f.write(raw)
             os.replace(tmp, path)

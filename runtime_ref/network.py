@@ -42,6 +42,7 @@ import ipaddress
 import json
 import os
 
+from . import scratch
 from .errors import EXIT_RUNTIME, RrefError
 
 TYPE_CHECKING = False
@@ -374,7 +375,7 @@ class IPAM:
         return data
 
     def _save(self, data: dict[str, Any]) -> None:
-        tmp = f"{self.path}.{os.getpid()}.tmp"
+        tmp = scratch.name(self.path)
         try:
             with open(tmp, "w") as f:
                 json.dump(data, f, indent=1, sort_keys=True)

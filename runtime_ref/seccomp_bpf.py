@@ -41,7 +41,9 @@ def compiled(root: str, oci: dict[str, object]) -> bytes:
 
     prepared = prepare(oci, no_new_privs=False)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    from . import scratch
+
+    tmp = scratch.name(path)
     with open(tmp, "wb") as f:
         prepared.filter.export_bpf(f)
     os.replace(tmp, path)

@@ -10,11 +10,13 @@ Layout under the state root (default /var/lib/rref):
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import time
 
+from . import scratch
 from .errors import NotFound, RrefError
 
 TYPE_CHECKING = False
@@ -35,14 +37,48 @@ def write_json(path: str, data: Any, durable: bool = True) -> None:
 
     `durable` adds an fsync before the rename so a power cut cannot leave an
     empty file; runtime state skips it (it is reconciled against /proc anyway).
+    A failed write leaves no temporary behind (a killed one leaves an owned
+    scratch name that `scratch.reclaim` removes). On a full disk, a record that
+    does not grow is rewritten in place instead: recording that something was
+    stopped or removed must never need new space.
     """
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data))  # compact: the C encoder, not the indenting Python one
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = json.dumps(data)  # compact: the C encoder, not the indenting Python one
+    tmp = scratch.name(path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT) or not _rewrite_in_place(path, text):
+            raise
+
+
+def _rewrite_in_place(path: str, text: str) -> bool:
+    """Overwrite an existing file with `text` padded by blanks to its old length.
+
+    JSON allows trailing whitespace, and overwriting allocated bytes needs no
+    new blocks. False when the new text is longer than the old file.
+    """
+    data = text.encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        old = os.fstat(fd).st_size
+        if len(data) > old:
+            return False
+        os.pwrite(fd, data + b" " * (old - len(data)), 0)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def read_json(path: str) -> Any:
@@ -50,9 +86,18 @@ def read_json(path: str) -> Any:
         return json.load(f)
 
 
+def _open_lock(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.ENOSPC, errno.EDQUOT):
+            raise
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # flock needs no write access
+
+
 @contextlib.contextmanager
 def flock(path: str, shared: bool = False) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = _open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
@@ -84,6 +129,62 @@ class Store:
 
     def lock(self, cid: str) -> contextlib.AbstractContextManager[None]:
         return flock(self.path(cid, "lock"))
+
+    @contextlib.contextmanager
+    def claim(self, cid: str) -> Iterator[str]:
+        """Make the container's directory with its lock already held, for the block.
+
+        The directory is made under a scratch name and renamed into place, so
+        nobody ever sees it without a holder of its lock: a record without
+        config.json or state.json whose lock is free was left by a killed
+        command (`is_orphan`), one whose lock is held is still being made.
+        """
+        self.ensure()
+        stage = scratch.path(self.cdir)
+        os.mkdir(stage, 0o700)
+        fd = -1
+        try:
+            fd = os.open(os.path.join(stage, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(stage, self.path(cid))
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            from .rmtree import remove_tree
+
+            with contextlib.suppress(OSError):
+                remove_tree(stage)
+            raise
+        try:
+            yield self.path(cid)
+        finally:
+            os.close(fd)
+
+    def is_orphan(self, cid: str) -> bool:
+        """An incomplete record (no config or state) that no live command holds."""
+        if all(os.path.exists(self.path(cid, f)) for f in ("config.json", "state.json")):
+            return False
+        try:
+            fd = _open_lock(self.path(cid, "lock"))
+        except OSError:
+            return False  # the directory went away: removed meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+        return os.path.isdir(self.path(cid))
+
+    def bury(self, cid: str) -> str:
+        """Rename a record out of sight (atomically); return the scratch path to delete.
+
+        A remover killed after this leaves a scratch tree `system prune`
+        reclaims, never a half-deleted record that looks like a container.
+        """
+        tomb = scratch.path(self.cdir)
+        os.rename(self.path(cid), tomb)
+        return tomb
 
     def ids(self) -> list[str]:
         try:

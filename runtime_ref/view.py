@@ -41,6 +41,8 @@ def status_text(st: dict[str, Any]) -> str:
         return f"Up {human_ago(st.get('StartedAt', ''))} (Paused)"
     if s == "exited":
         return f"Exited ({st.get('ExitCode', 0)}) {human_ago(st.get('FinishedAt', ''))} ago"
+    if s == "dead":
+        return "Dead"
     return "Created"
 
 
@@ -48,10 +50,9 @@ def ps(store: Store, all_: bool = False, quiet: bool = False, no_trunc: bool = F
     rows = []
     for cid in store.ids():
         try:
-            cfg = store.config(cid)
-            st = containers.status(store, cid)
+            cfg, st = containers.load(store, cid)
         except NotFound:
-            continue  # removed while we listed
+            continue  # removed while we listed, or still being made
         except RrefError as e:
             print(f"rref: {e}", file=sys.stderr)
             continue
@@ -85,8 +86,7 @@ def ps(store: Store, all_: bool = False, quiet: bool = False, no_trunc: bool = F
 
 
 def container_view(store: Store, cid: str) -> dict[str, Any]:
-    cfg = store.config(cid)
-    st = containers.status(store, cid)
+    cfg, st = containers.load(store, cid)
     state = {
         k: st.get(k)
         for k in (
@@ -104,22 +104,22 @@ def container_view(store: Store, cid: str) -> dict[str, Any]:
     }
     state["Restarting"] = False
     return {
-        "Id": cfg["Id"],
-        "Created": cfg["Created"],
-        "Path": cfg["Path"],
-        "Args": cfg["Args"],
+        "Id": cfg.get("Id"),
+        "Created": cfg.get("Created"),
+        "Path": cfg.get("Path"),
+        "Args": cfg.get("Args"),
         "State": state,
-        "Image": cfg["Image"],
-        "Name": cfg["Name"],
-        "ResolvConfPath": cfg["ResolvConfPath"],
-        "HostnamePath": cfg["HostnamePath"],
-        "HostsPath": cfg["HostsPath"],
-        "LogPath": cfg["LogPath"],
+        "Image": cfg.get("Image"),
+        "Name": cfg.get("Name"),
+        "ResolvConfPath": cfg.get("ResolvConfPath"),
+        "HostnamePath": cfg.get("HostnamePath"),
+        "HostsPath": cfg.get("HostsPath"),
+        "LogPath": cfg.get("LogPath"),
         "Driver": "overlay",
-        "HostConfig": cfg["HostConfig"],
-        "GraphDriver": cfg["GraphDriver"],
+        "HostConfig": cfg.get("HostConfig"),
+        "GraphDriver": cfg.get("GraphDriver"),
         "Mounts": cfg.get("Mounts", []),
-        "Config": cfg["Config"],
+        "Config": cfg.get("Config"),
         "CgroupPaths": cfg.get("Cgroup", {}),
         "NetworkSettings": _network_settings(cfg, st),
     }

@@ -1,0 +1,98 @@
+"""SIGKILL rref at named steps (RREF_FAULT=<step>): after each, `ps -a` tells the truth and
+`rm -f` plus `system prune -a -f` reclaim everything the dead command made.
+
+`runtime_ref.faults.point` makes the process SIGKILL itself at the step, so the
+moment is exact; the kill is the kernel's, nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import RREF, Rref, leaks
+from faultkit import cgroups_of, container_dirs, temporaries
+
+
+def _rref(r: Rref, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, RREF_FAULT=fault) if fault else None
+    return subprocess.run(
+        [RREF, "--root", r.root, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _mounts_under(root: str) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [ln.split()[4] for ln in f if ln.split()[4].startswith(root + "/")]
+
+
+def _assert_reclaimed(r: Rref, ids: list[str]) -> None:
+    r("system", "prune", "-a", "-f")
+    assert container_dirs(r.root) == []
+    assert temporaries(r.root) == []
+    assert _mounts_under(r.root) == []
+    for cid in ids:
+        assert cgroups_of(cid) == [] and leaks(cid) == []
+
+
+def _listed(r: Rref) -> dict[str, str]:
+    """id -> status for every container `ps -a` shows."""
+    head, *rows = r.out("ps", "-a", "--no-trunc").splitlines()
+    at, end = head.index("STATUS"), head.index("PORTS")
+    return {row.split()[0]: row[at:end].strip() for row in rows}
+
+
+def _truthful(r: Rref) -> list[str]:
+    """Every container directory on disk is one `ps -a` lists; return their ids."""
+    on_disk = [d for d in container_dirs(r.root) if len(d) == 64]  # the rest: temporaries
+    assert sorted(_listed(r)) == on_disk
+    return on_disk
+
+
+@pytest.mark.parametrize("step", ["create.dir", "create.built"])
+def test_killed_create_is_listed_then_reclaimed(fresh_rref: Rref, step: str) -> None:
+    r = fresh_rref
+    r("run", "--rm", "busybox", "true")  # the image exists before the faulted run
+    p = _rref(r, "run", "-d", "busybox", "sleep", "300", fault=step)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    ids = _truthful(r)
+    assert len(ids) == 1
+    assert _listed(r)[ids[0]] == "Dead"
+    r("rm", "-f", ids[0])
+    _assert_reclaimed(r, ids)
+
+
+@pytest.mark.parametrize("step", ["rm.released", "rm.buried"])
+def test_killed_rm_is_listed_or_reclaimed(fresh_rref: Rref, step: str) -> None:
+    r = fresh_rref
+    cid = r.run_d("busybox", "sleep", "300")
+    p = _rref(r, "rm", "-f", cid, fault=step)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    ids = _truthful(r)
+    assert ids == ([cid] if step == "rm.released" else [])
+    for i in ids:
+        r("rm", "-f", i)
+    _assert_reclaimed(r, [cid])
+
+
+@pytest.mark.parametrize("step", ["commit.changeset", "layer.applied"])
+def test_killed_commit_leaves_only_reclaimable_temporaries(fresh_rref: Rref, step: str) -> None:
+    r = fresh_rref
+    cid = r.run_d("busybox", "sh", "-c", "echo x > /f && sleep 300")
+    time.sleep(0.2)
+    p = _rref(r, "commit", cid, fault=step)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    assert temporaries(r.root)
+    assert r.inspect(cid, "{{.State.Status}}") == "running"
+    assert r("exec", cid, "cat", "/f", timeout=10).stdout == "x\n"
+    assert r.out("images", "-q").count("\n") == 1, "only busybox"
+    r("rm", "-f", cid)
+    _assert_reclaimed(r, [cid])
