@@ -75,10 +75,22 @@ def _env(a: argparse.Namespace) -> list[str]:
     env = list(a.env or [])
     for path in a.env_file or []:
         try:
-            with open(path) as f:
-                env += [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+            with open(path, "rb") as f:
+                raw = f.read()
         except OSError as e:
             raise UsageError(f"cannot read env file {path}: {e.strerror}") from None
+        for n, line in enumerate(raw.splitlines(), 1):
+            try:
+                text = line.decode()
+            except UnicodeDecodeError:
+                raise UsageError(
+                    f"env file {path} contains invalid utf8 bytes at line {n}"
+                ) from None
+            if "\0" in text:
+                raise UsageError(f"env file {path} contains a NUL byte at line {n}")
+            text = text.strip()
+            if text and not text.startswith("#"):
+                env.append(text)
     return env
 
 

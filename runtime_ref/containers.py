@@ -121,6 +121,10 @@ def _check_options(o: CreateOptions) -> dict[str, Any]:
     for e in o.env:
         if not e or e.startswith("="):
             raise UsageError(f"invalid environment variable: {e!r}")
+    if o.user:
+        from .users import check_ids
+
+        check_ids(o.user)
     return {
         "ports": _port_bindings(o),
         "maps": _userns_maps(o),

@@ -39,16 +39,22 @@ def parse_bytes(text: str, flag: str) -> int:
         value = float(num)
     except ValueError:
         raise UsageError(f"invalid value {text!r} for --{flag}: want a size like 512m") from None
-    if unit not in _UNITS or value < 0:
+    if unit not in _UNITS or not value >= 0:  # `not >=`: NaN too
         raise UsageError(f"invalid value {text!r} for --{flag}: want a size like 512m")
-    return int(value * _UNITS[unit])
+    size = value * _UNITS[unit]
+    if size >= 2**63:  # docker's RAMInBytes refuses what does not fit an int64
+        raise UsageError(f"invalid value {text!r} for --{flag}: value out of range")
+    return int(size)
 
 
 def _int(text: str, flag: str) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise UsageError(f"invalid value {text!r} for --{flag}: want an integer") from None
+    if not -(2**63) <= value < 2**63:
+        raise UsageError(f"invalid value {text!r} for --{flag}: value out of range")
+    return value
 
 
 def build(flags: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from .errors import RrefError
+from .errors import RrefError, UsageError
+
+MAX_ID = 2**31 - 1  # runc's (and the kernel's) largest uid or gid
+
+
+def check_ids(user: str) -> None:
+    """Refuse numeric ids no process can have, before anything is made (runc's message)."""
+    for part in user.split(":", 1):
+        if part.isdigit() and int(part) > MAX_ID:
+            raise UsageError(f"invalid user {user!r}: uids and gids must be in range 0-{MAX_ID}")
 
 
 def _read_db(path: str) -> list[list[str]]:
@@ -21,6 +30,7 @@ def resolve(user: str, root: str = "/") -> tuple[int, int, list[int], str]:
     """Return (uid, gid, supplementary gids, home) for `name|uid[:group|gid]`."""
     passwd = _read_db(root.rstrip("/") + "/etc/passwd")
     groups = _read_db(root.rstrip("/") + "/etc/group")
+    check_ids(user)  # an image's USER or a build's COPY --chown too
     uname, _, gname = user.partition(":")
     entry = None
     if uname.isdigit():
