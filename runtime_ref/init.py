@@ -21,6 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 
+    from .mountsrc import HostSources
     from .spec import Spec
 
 
@@ -141,7 +142,11 @@ def exec_process(
 
 
 def container_init(
-    spec: Spec, err_fd: int, go_fd: int = -1, seccomp_prog: bytes | None = None
+    spec: Spec,
+    err_fd: int,
+    go_fd: int = -1,
+    seccomp_prog: bytes | None = None,
+    sources: HostSources | None = None,
 ) -> NoReturn:
     """Pid 1 of the container: build its world from the spec, then exec.
 
@@ -152,7 +157,7 @@ def container_init(
     cwd = proc.get("cwd", "/") or "/"
     os.umask(0o022)
     try:
-        rootfs.setup(spec, cwd)
+        rootfs.setup(spec, cwd, sources)
         types = namespace_types(spec)
         if spec.get("hostname") and "uts" in types:
             syscalls.sethostname(spec["hostname"])

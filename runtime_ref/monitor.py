@@ -103,14 +103,26 @@ def supervise(
         net_setup, proxies = _network(store, cid, cfg)
         prepare, userns_setup, host_setup = launch.plan(spec, net_setup)
         prog = seccomp_program(store, spec)
-        started = process.spawn(
-            (stdin, out_w, err_w),
-            cg.procs_files(),
-            prepare,
-            lambda fd, go: container_init(spec, fd, go, prog),
-            userns_setup=userns_setup,
-            host_setup=host_setup,
-        )
+        sources = None
+        if userns_setup:  # the container's root cannot search 0700 host dirs: open them now
+            from .mountsrc import open_sources
+            from .spec import ANN_OVERLAY
+
+            sources = open_sources(spec, spec.get("annotations", {}).get(ANN_OVERLAY), store.root)
+        try:
+            started = process.spawn(
+                (stdin, out_w, err_w),
+                cg.procs_files(),
+                prepare,
+                lambda fd, go: container_init(spec, fd, go, prog, sources),
+                userns_setup=userns_setup,
+                host_setup=host_setup,
+                keep_fds=tuple(sources.fds) if sources else (),
+                cwd=sources.base if sources else None,
+            )
+        finally:
+            if sources:
+                sources.close()
     except (OSError, RrefError) as e:
         started = process.Started(
             0, {"code": EXIT_RUNTIME, "message": f"cannot start container: {e}"}

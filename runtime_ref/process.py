@@ -75,6 +75,8 @@ def spawn(
     body: Callable[[int, int], NoReturn],
     userns_setup: Callable[[int], None] | None = None,
     host_setup: Callable[[int], None] | None = None,
+    keep_fds: tuple[int, ...] = (),
+    cwd: str | None = None,
 ) -> Started:
     """Run `prepare` (join cgroup/namespaces) in a child, then `body(err_fd, go_fd)` in a
     grandchild.
@@ -85,6 +87,8 @@ def spawn(
     `host_setup`, the caller configures the grandchild from the host side
     (`host_setup(pid)`, e.g. a veth into its network namespace) and only then
     writes the "go" byte that `body` reads from `go_fd` before it execs.
+    `keep_fds` stay open in the grandchild (mount sources the host opened for it);
+    `cwd` is entered before any namespace (a new mount namespace keeps it, in its copy).
     Returns the grandchild's pid once it has exec'd (err pipe closed empty) or failed.
     """
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -110,6 +114,8 @@ def spawn(
             for procs in cgroup_procs:
                 with open(procs, "w") as f:
                     f.write(me)
+            if cwd is not None:
+                os.chdir(cwd)
             if userns_setup:
                 sc.unshare(sc.CLONE_NEWUSER)
                 os.write(u_w, b"u")
@@ -122,7 +128,7 @@ def spawn(
             if grandchild == 0:
                 os.close(pid_w)
                 os.setsid()
-                keep = sorted({0, 1, 2, err_w, g2_r} - {-1})
+                keep = sorted({0, 1, 2, err_w, g2_r, *keep_fds} - {-1})
                 for lo, hi in zip(keep, [*keep[1:], 65536], strict=True):
                     os.closerange(lo + 1, hi)
                 body(err_w, g2_r)

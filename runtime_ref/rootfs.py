@@ -18,6 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .mountsrc import HostSources
     from .spec import Spec
 
 _FLAGS = {
@@ -148,7 +149,9 @@ def mount_cgroupfs(target: str, flags: int) -> None:
         sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | base)
 
 
-def mount_one(rootfs: str, m: dict[str, Any]) -> None:
+def mount_one(rootfs: str, m: dict[str, Any], source_fd: int = -1) -> None:
+    """Make one spec mount; `source_fd`: the bind source as a detached clone the
+    host opened (`mountsrc`), attached with move_mount instead of a path lookup."""
     flags, prop, data = parse_options(m.get("options", []))
     kind = m.get("type") or ("bind" if flags & sc.MS_BIND else "none")
     target = secure_join(rootfs, m["destination"])
@@ -159,11 +162,19 @@ def mount_one(rootfs: str, m: dict[str, Any]) -> None:
     if is_bind:
         source = m["source"]
         try:
-            src_is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+            src_is_dir = stat.S_ISDIR(
+                (os.fstat(source_fd) if source_fd >= 0 else os.stat(source)).st_mode
+            )
         except OSError as e:
             raise RootfsError(f"bind source {source}: {e.strerror}") from None
         _ensure_target(target, not src_is_dir)
-        sc.mount(source, target, None, sc.MS_BIND | (flags & sc.MS_REC))
+        if source_fd >= 0:
+            from .mountsrc import move_mount
+
+            move_mount(source_fd, target)
+            os.close(source_fd)
+        else:
+            sc.mount(source, target, None, sc.MS_BIND | (flags & sc.MS_REC))
         if flags & ~(sc.MS_BIND | sc.MS_REC):
             if flags & sc.MS_RDONLY:
                 _remount_ro(target, flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_RDONLY))
@@ -247,17 +258,25 @@ def readonly_paths(paths: list[str]) -> None:
         _remount_ro(p, sc.MS_REC)
 
 
-def setup(spec: Spec, workdir: str) -> None:
-    """Everything between unshare(CLONE_NEWNS) and the final chdir."""
+def setup(spec: Spec, workdir: str, sources: HostSources | None = None) -> None:
+    """Everything between unshare(CLONE_NEWNS) and the final chdir; `sources`: what the
+    host opened before the user namespace (bind clones, the overlay's directory fds)."""
     root = spec["root"]["path"]
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     overlay = spec.get("annotations", {}).get(ANN_OVERLAY)
-    if overlay:
+    if sources is not None and sources.overlay and sources.target:
+        # relative to the working directory the host chose (see mountsrc); from then on
+        # the rootfs is reached through the magic link, not the path above the state root
+        sc.mount("overlay", sources.target, "overlay", 0, sources.overlay)
+        os.chdir(sources.target)
+        root = "/proc/self/cwd"
+    elif overlay:
         sc.mount("overlay", root, "overlay", 0, overlay)
     else:
         sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
-    for m in spec.get("mounts", []):
-        mount_one(root, m)
+    binds = sources.binds if sources is not None else {}
+    for i, m in enumerate(spec.get("mounts", [])):
+        mount_one(root, m, binds.get(i, -1))
     make_devices(root, spec)
     wd = secure_join(root, workdir)
     if not os.path.isdir(wd):

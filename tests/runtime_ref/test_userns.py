@@ -160,13 +160,57 @@ def test_bad_maps_are_refused(rref: Rref, flag: str, needle: str) -> None:
     assert len(p.stderr.strip().splitlines()) == 1
 
 
-def test_unreachable_bind_source_is_a_clear_error(rref: Rref, tmp_path: Path) -> None:
-    os.chmod(tmp_path.parent, 0o700)
+def test_bind_source_under_a_0700_root_dir_is_mounted(rref: Rref, tmp_path: Path) -> None:
+    """The host opens the source before the user namespace, as runc >= 1.2 and crun do."""
+    os.chmod(tmp_path.parent, 0o700)  # unreachable for the container's root: mktemp -d
+    os.chmod(tmp_path, 0o755)  # the source itself is readable to all
+    (tmp_path / "f").write_text("from the host\n")
+    (tmp_path / "file").write_text("a file\n")
+    out = rref.out(
+        "run",
+        "--rm",
+        "--uidmap",
+        MAP,
+        "-v",
+        f"{tmp_path}:/data",
+        "-v",
+        f"{tmp_path / 'file'}:/file:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/f /file; echo x > /file 2>/dev/null || echo read-only",
+    )
+    assert out == "from the host\na file\nread-only\n"
+
+
+def test_state_root_under_a_0700_root_dir_works(tmp_path: Path) -> None:
+    """The overlay is reached from the state root the host entered, not through its parents."""
+    os.chmod(tmp_path, 0o700)
+    r = Rref(str(tmp_path / "rref-root"))
+    try:
+        out = r.out(
+            "run", "--rm", "--uidmap", MAP, "busybox", "sh", "-c", "id -u; cat /etc/hostname"
+        )
+        assert out.splitlines()[0] == "0"
+        assert r.out("run", "--rm", "busybox", "echo", "plain") == "plain\n"
+    finally:
+        r.cleanup()
+
+
+def test_missing_bind_source_is_a_clear_error(rref: Rref, tmp_path: Path) -> None:
     p = rref(
-        "run", "--rm", "--uidmap", MAP, "-v", f"{tmp_path}:/data", "busybox", "true", check=False
+        "run",
+        "--rm",
+        "--uidmap",
+        MAP,
+        "--mount",
+        f"type=bind,src={tmp_path}/nope,dst=/d",
+        "busybox",
+        "true",
+        check=False,
     )
     assert p.returncode == 125
-    assert p.stderr.strip().endswith(f"bind source {tmp_path}: Permission denied")
+    assert len(p.stderr.strip().splitlines()) == 1 and "nope" in p.stderr, p.stderr
 
 
 def test_commit_of_a_user_namespaced_container_keeps_container_ids(rref: Rref) -> None:
