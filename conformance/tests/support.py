@@ -4,6 +4,14 @@ Why: most checks start a container that prepares something, signals readiness wi
 and then sleeps; or run a script and look at its output. These helpers keep each test to
 the lines that state the behaviour.
 
+Two ways to start a container, named for their difference:
+
+* foreground -- `ran` (or the `inspect_inside` fixture, the inspector as the command): run
+  to completion, then look at the result;
+* detached -- `started` (or the `observe` fixture, the inspector's view saved first; or
+  `gated`, held at a gate until the host has checked its namespaces): look from inside and
+  outside while it runs.
+
 Safety: a test that changes something inside a container (its hostname, SysV objects, a
 mount, a listening port, a signal to pid 1...) changes the HOST when the runtime under test
 shares that namespace with it. Such tests first prove, from the host, that the container has
