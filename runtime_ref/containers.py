@@ -612,7 +612,12 @@ def _thaw_abandoned(store: Store, cid: str) -> None:
 
 def reconcile(store: Store, cid: str, st: dict[str, Any]) -> dict[str, Any]:
     """A 'running' container whose monitor and process are both gone is exited (lost);
-    one left frozen by a killed commit is thawed."""
+    one left frozen by a killed commit is thawed; one whose monitor died while starting
+    it is dead (whatever it started is in its cgroup, which rm -f kills)."""
+    if st.get("Starting") and not procinfo.alive(
+        st.get("MonitorPid", 0), st.get("MonitorStart", 0)
+    ):
+        return _died_starting(store, cid)
     if st.get("Status") not in ("running", "paused"):
         return st
     if st.get("Status") == "running" and os.path.exists(store.path(cid, FREEZE_OWNER)):
@@ -636,6 +641,27 @@ def reconcile(store: Store, cid: str, st: dict[str, Any]) -> dict[str, Any]:
                 FinishedAt=now_iso(),
             )
             with contextlib.suppress(OSError):  # a full or read-only root: the truth still shows
+                store.save_state(cid, fresh)
+        return fresh
+
+
+def _died_starting(store: Store, cid: str) -> dict[str, Any]:
+    with store.lock(cid):
+        fresh = store.state(cid)
+        if fresh.get("Starting") and not procinfo.alive(
+            fresh.get("MonitorPid", 0), fresh.get("MonitorStart", 0)
+        ):
+            fresh.update(
+                Status="dead",
+                Dead=True,
+                Running=False,
+                Starting=False,
+                Pid=0,
+                ExitCode=255,
+                Error="container monitor died while starting the container",
+                FinishedAt=now_iso(),
+            )
+            with contextlib.suppress(OSError):
                 store.save_state(cid, fresh)
         return fresh
 

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 
-from . import containers, events, process, procinfo
+from . import containers, events, faults, process, procinfo
 from .errors import EXIT_RUNTIME, RrefError
 from .state import Store, now_iso
 
@@ -94,9 +94,18 @@ def supervise(
     if foreground:
         for sig in FORWARDED:
             signal.signal(sig, forward)
+    # who is starting it, before anything exists: a monitor killed before it records
+    # the running pid leaves a container readers report as dead (`containers.reconcile`)
+    store.update_state(
+        cid,
+        Starting=True,
+        MonitorPid=os.getpid(),
+        MonitorStart=procinfo.start_time(os.getpid()),
+    )
     try:
         cg.create()
         cg.apply(spec["linux"].get("resources"))
+        faults.point("start.cgroup")
         from . import launch
         from .init import container_init
 
@@ -148,10 +157,12 @@ def supervise(
         raise RrefError(msg, code)
     pid = started.pid
     target["pid"] = pid
+    faults.point("start.spawned")
     store.update_state(
         cid,
         Status="running",
         Running=True,
+        Starting=False,
         Pid=pid,
         PidStart=procinfo.start_time(pid),
         MonitorPid=os.getpid(),
@@ -293,6 +304,7 @@ def _finish(store: Store, cid: str, cfg: dict[str, Any], code: int, error: str) 
         cid,
         Status="exited",
         Running=False,
+        Starting=False,
         Paused=False,
         Pid=0,
         PidStart=0,

@@ -96,3 +96,37 @@ def test_killed_commit_leaves_only_reclaimable_temporaries(fresh_rref: Rref, ste
     assert r.out("images", "-q").count("\n") == 1, "only busybox"
     r("rm", "-f", cid)
     _assert_reclaimed(r, [cid])
+
+
+@pytest.mark.parametrize("step", ["start.cgroup", "start.spawned"])
+def test_monitor_killed_while_starting_is_dead_and_removable(fresh_rref: Rref, step: str) -> None:
+    r = fresh_rref
+    r("run", "--rm", "busybox", "true")
+    p = _rref(r, "run", "-d", "busybox", "sleep", "300", fault=step)
+    assert p.returncode == 125 and "monitor died" in p.stderr, p.stderr
+    ids = _truthful(r)
+    assert len(ids) == 1 and _listed(r)[ids[0]] == "Dead"
+    r("rm", "-f", ids[0])
+    _assert_reclaimed(r, ids)
+
+
+def _state(r: Rref, cid: str) -> dict[str, int]:
+    import json
+
+    with open(os.path.join(r.root, "containers", cid, "state.json")) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("victim", ["MonitorPid", "Pid"])
+def test_host_kills_monitor_or_pid1(fresh_rref: Rref, victim: str) -> None:
+    from conftest import wait_for
+
+    r = fresh_rref
+    cid = r.run_d("busybox", "sleep", "300")
+    os.kill(_state(r, cid)[victim], signal.SIGKILL)
+    if victim == "Pid":
+        wait_for(lambda: _listed(r)[cid].startswith("Exited (137)"), "the exit recorded")
+    else:
+        assert _listed(r)[cid].startswith("Up"), "pid 1 still runs without its monitor"
+    r("rm", "-f", cid)
+    _assert_reclaimed(r, [cid])

@@ -129,3 +129,41 @@ def test_run_killed_early_is_listed_and_removable(fresh_rref: Rref, delay: float
     r("rm", "-f", cid)
     assert _container_ids(r) == [] and temporaries(r.root) == []
     assert cgroups_of(cid) == [] and leaks(cid) == []
+
+
+SWEEP = int(os.environ.get("RREF_FAULT_SWEEP", "8"))  # kill moments; raise for a long run
+
+
+@pytest.mark.slow
+def test_run_and_rm_killed_at_a_sweep_of_moments(fresh_rref: Rref) -> None:
+    """SIGKILL `run -d` and then `rm -f` at evenly spread moments of their life: after each,
+    every container dir is listed, and rm -f plus prune leave nothing behind."""
+    r = fresh_rref
+    r("run", "--rm", "busybox", "true")
+    t0 = time.monotonic()
+    r("rm", "-f", r.run_d("busybox", "true"))
+    span = time.monotonic() - t0  # how long one run + rm takes on this machine now
+    made: list[str] = []
+    for i in range(SWEEP):
+        moment = span * i / max(SWEEP - 1, 1)
+        p = _start(r, "run", "-d", "busybox", "sleep", "300")
+        time.sleep(moment / 2)
+        p.kill()
+        p.wait(10)
+        ids = _container_ids(r)
+        listed = r.out("ps", "-a", "-q", "--no-trunc").split()
+        assert sorted(listed) == sorted(ids), f"at {moment:.3f}s: listed {listed}, on disk {ids}"
+        made += ids
+        for cid in ids:
+            q = _start(r, "rm", "-f", cid)
+            time.sleep(moment / 4)
+            q.kill()
+            q.wait(10)
+        left = _container_ids(r)
+        assert sorted(r.out("ps", "-a", "-q", "--no-trunc").split()) == sorted(left)
+        for cid in left:
+            r("rm", "-f", cid)
+    r("system", "prune", "-a", "-f")
+    assert _container_ids(r) == [] and temporaries(r.root) == []
+    for cid in made:
+        assert cgroups_of(cid) == [] and leaks(cid) == []
