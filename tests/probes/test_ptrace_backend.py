@@ -7,28 +7,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import NS5, RUNC_HOSTNAME, traced_ok
 
-from conformance.rootfs import build_tree, find_busybox
-from probes.backend import Backend, CommandTimeout, select
-from probes.events import SYSCALLS, TraceEvent
+from probes.backend import CommandTimeout, select
+from probes.events import TraceEvent
 from probes.ptrace_backend import PtraceBackend, Tracer, create
 from probes.trace import Trace
-
-RREF = str(Path(sys.executable).with_name("rref"))
-RUNC = shutil.which("runc")
-NS5 = ["CLONE_NEWNS", "CLONE_NEWUTS", "CLONE_NEWIPC", "CLONE_NEWPID", "CLONE_NEWNET"]
 
 
 @pytest.fixture(scope="module")
@@ -55,48 +47,6 @@ def _status(pid: int, key: str) -> str:
 # ---------------------------------------------------------------- runc
 
 
-@pytest.fixture(scope="module")
-def busybox_tree() -> Iterator[Path]:
-    busybox = find_busybox()
-    if busybox is None or RUNC is None:
-        pytest.skip("runc or a static busybox is not installed")
-    top = Path(tempfile.mkdtemp(prefix="conform-ptrace-"))
-    build_tree(busybox, top / "tree")
-    yield top / "tree"
-    shutil.rmtree(top, ignore_errors=True)
-
-
-@pytest.fixture
-def runc_bundle(busybox_tree: Path) -> Iterator[tuple[list[str], str]]:
-    """A runc bundle whose process sets a hostname; yields the `runc run` argv and its id."""
-    assert RUNC is not None
-    work = Path(tempfile.mkdtemp(prefix="conform-ptrace-runc-"))
-    bundle = work / "bundle"
-    bundle.mkdir()
-    shutil.copytree(busybox_tree, bundle / "rootfs", symlinks=True)
-    subprocess.run([RUNC, "spec", "-b", str(bundle)], check=True)
-    config = json.loads((bundle / "config.json").read_text())
-    config["process"]["terminal"] = False
-    config["process"]["args"] = ["true"]
-    config["hostname"] = "conform-ptrace"
-    (bundle / "config.json").write_text(json.dumps(config))
-    cid = f"conform-ptrace-{uuid.uuid4().hex[:8]}"
-    root = str(work / "state")
-    yield [RUNC, "--root", root, "run", "-b", str(bundle), cid], cid
-    subprocess.run([RUNC, "--root", root, "delete", "-f", cid], capture_output=True)
-    shutil.rmtree(work, ignore_errors=True)
-
-
-def traced_ok(backend: Backend, argv: list[str], timeout: float = 60) -> Trace:
-    """Trace ``argv``, which must succeed with nothing lost."""
-    done, trace = backend.trace(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout
-    )
-    assert done.returncode == 0, done.stderr
-    assert trace.backend == backend.name and trace.lost == 0, trace.notes
-    return trace
-
-
 def test_runc_run_namespaces_mounts_pivot_root_hostname(
     ptrace: PtraceBackend, runc_bundle: tuple[list[str], str]
 ) -> None:
@@ -109,7 +59,7 @@ def test_runc_run_namespaces_mounts_pivot_root_hostname(
     (pivot,) = trace.by_syscall("pivot_root")
     assert (pivot.args, pivot.ret) == ({"new_root": ".", "put_old": "."}, 0)
     (host,) = trace.by_syscall("sethostname")
-    assert host.args == {"name": "conform-ptrace"} and host.ret == 0
+    assert host.args == {"name": RUNC_HOSTNAME} and host.ret == 0
     mounts = trace.by_syscall("mount")
     assert any(m.args["fstype"] == "proc" and m.args["flags"] == [] for m in mounts)
     rec = [m for m in mounts if m.args["flags"] == ["MS_REC", "MS_SLAVE"]]
@@ -148,16 +98,8 @@ def test_runc_threads_and_signals_are_followed(
 # ---------------------------------------------------------------- rref
 
 
-@pytest.fixture(scope="module")
-def rref_root() -> Iterator[str]:
-    root = tempfile.mkdtemp(prefix="rref-ptrace-")
-    yield root
-    subprocess.run([RREF, "--root", root, "system", "prune", "-f"], capture_output=True)
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def test_rref_run_rm_busybox_true(ptrace: PtraceBackend, rref_root: str) -> None:
-    argv = [RREF, "--root", rref_root, "run", "--rm", "--hostname", "conform-h", "busybox", "true"]
+def test_rref_run_rm_busybox_true(ptrace: PtraceBackend, rref: str, rref_root: str) -> None:
+    argv = [rref, "--root", rref_root, "run", "--rm", "--hostname", "conform-h", "busybox", "true"]
     trace = traced_ok(ptrace, argv, timeout=120)
     flags = {f for e in trace.by_syscall("unshare", "clone") if e.ret >= 0 for f in e.args["flags"]}
     assert set(NS5) <= flags, flags
@@ -305,67 +247,7 @@ def test_launcher_cli_forwards_the_status_and_writes_the_trace(tmp_path: Path) -
     assert p.returncode == 127 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
 
 
-# ---------------------------------------------------------------- bcc and ptrace, one run
-
-#: The syscalls whose records must be identical whichever backend took them.
-CORE = SYSCALLS[: SYSCALLS.index("execve")]
-
-
-def _both(argv: list[str], tmp_path: Path) -> tuple[Trace, Trace]:
-    """One run of ``argv`` seen by both backends at once: bcc traces the ptrace launcher.
-
-    Being the same run, pids, tids, paths and return values must all agree.
-    """
-    bcc, why = select("bcc")
-    if bcc is None:
-        pytest.skip(f"bcc cannot run here: {why}")
-    out = tmp_path / "ptrace.jsonl"
-    cli = [sys.executable, "-m", "probes.ptrace_backend", "--jsonl", str(out), "--", *argv]
-    done, seen_by_bcc = bcc.trace(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
-    assert done.returncode == 0, done.stderr
-    seen_by_ptrace = Trace.from_jsonl(out.read_text())
-    assert seen_by_bcc.lost == 0 and seen_by_ptrace.lost == 0
-    return seen_by_bcc, seen_by_ptrace
-
-
-def _canon(args: dict[str, object]) -> str:
-    return json.dumps(args, sort_keys=True)
-
-
-def _records(trace: Trace, pids: set[int], names: tuple[str, ...]) -> list[tuple[object, ...]]:
-    return sorted(
-        (e.pid, e.tid, e.comm, e.ppid, e.cgroup_id, e.syscall, _canon(e.args), e.ret)
-        for e in trace.events
-        if e.pid in pids and e.syscall in names
-    )
-
-
-def _assert_same(seen_by_bcc: Trace, seen_by_ptrace: Trace) -> None:
-    tree = set(seen_by_ptrace.descendants(seen_by_ptrace.root_pid))
-    # bcc saw the launcher too: keep what it saw below the command the launcher traced
-    assert set(seen_by_bcc.descendants(seen_by_ptrace.root_pid)) == tree
-    core_b = _records(seen_by_bcc, tree, CORE)
-    assert core_b, "bcc recorded none of the namespace/mount syscalls"
-    assert core_b == _records(seen_by_ptrace, tree, CORE)
-    # the rest too: processes, execs, cgroup files (execveat aside: runc's re-exec of its
-    # memfd copy, execveat(fd, "", AT_EMPTY_PATH), is seen by ptrace only)
-    rest = tuple(n for n in SYSCALLS if n not in CORE and n != "execveat")
-    assert _records(seen_by_bcc, tree, rest) == _records(seen_by_ptrace, tree, rest)
-
-
-def test_bcc_and_ptrace_agree_on_runc_run(
-    runc_bundle: tuple[list[str], str], tmp_path: Path
-) -> None:
-    seen_by_bcc, seen_by_ptrace = _both(runc_bundle[0], tmp_path)
-    _assert_same(seen_by_bcc, seen_by_ptrace)
-    assert seen_by_ptrace.by_syscall("pivot_root") and seen_by_ptrace.by_syscall("unshare")
-
-
-def test_bcc_and_ptrace_agree_on_rref_run(rref_root: str, tmp_path: Path) -> None:
-    argv = [RREF, "--root", rref_root, "run", "--rm", "--hostname", "conform-eq", "busybox", "true"]
-    seen_by_bcc, seen_by_ptrace = _both(argv, tmp_path)
-    _assert_same(seen_by_bcc, seen_by_ptrace)
-    assert [e.args["name"] for e in seen_by_ptrace.by_syscall("sethostname")] == ["conform-eq"]
+# ---------------------------------------------------------------- concurrency
 
 
 def test_concurrent_traces_each_see_only_their_own_tree(ptrace: PtraceBackend) -> None:
