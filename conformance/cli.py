@@ -396,11 +396,82 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# trace
+# --------------------------------------------------------------------------------------------
+
+
+def _add_trace(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "trace",
+        help="run a command and print the container syscalls its process tree made",
+        description="Run COMMAND traced from its first syscall (clone, unshare, setns, mount, "
+        "pivot_root, sethostname, mknod, cgroup writes, ...) and print the timeline, one "
+        "block per process. Exit status: the command's own; 124 when it timed out, 127 when "
+        "it could not start, 1 when no probe backend works here.",
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "bcc", "ptrace"],
+        help="tracer: bcc (eBPF on tracepoints), ptrace, or auto (bcc, else ptrace)",
+    )
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the trace as JSONL")
+    p.add_argument(
+        "--timeout", type=float, default=300.0, metavar="S", help="kill COMMAND after S seconds"
+    )
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
+    p.set_defaults(func=cmd_trace)
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from probes import backend as probe_backend
+    from probes.timeline import render
+
+    argv = list(args.command)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        raise UsageError("trace: no command given (conform trace [OPTIONS] -- COMMAND...)")
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout:g}: must be more than 0")
+    tracer, why = probe_backend.select(args.backend)
+    if tracer is None:
+        print(f"{PROG}: trace: {why}", file=sys.stderr)
+        return 1
+    print(f"{PROG}: tracing with the {why}", file=sys.stderr)
+    sys.stderr.flush()
+    timed_out = False
+    try:
+        done, trace = tracer.trace(argv, timeout=args.timeout)
+        code = done.returncode
+    except probe_backend.CommandTimeout as e:
+        trace, code, timed_out = e.trace, 124, True
+    except OSError as e:
+        print(f"{PROG}: trace: cannot run {argv[0]}: {e.strerror or e}", file=sys.stderr)
+        return 127
+    finally:
+        probe_backend.close_all()
+    sys.stdout.write(render(trace))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            f.write(trace.to_jsonl())
+    if timed_out:
+        print(f"{PROG}: trace: {argv[0]} did not finish within {args.timeout:g}s", file=sys.stderr)
+    return code if code >= 0 else 128 - code
+
+
+# --------------------------------------------------------------------------------------------
 # Parser and entry point
 # --------------------------------------------------------------------------------------------
 
 #: One function per subcommand; each registers its parser on the subparsers action.
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_doctor, _add_run, _add_list, _add_report]
+SUBCOMMANDS: list[Callable[[Any], None]] = [
+    _add_doctor,
+    _add_run,
+    _add_list,
+    _add_trace,
+    _add_report,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
