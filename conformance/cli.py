@@ -57,13 +57,29 @@ def _add_doctor(subparsers: Any) -> None:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from conformance import hostinfo  # imported here to keep `conform --help` fast
+    from probes import backend as probe_backend
 
     info = hostinfo.get_host_info()
+    probes = probe_backend.availability()
+    probe_backend.close_all()
+    auto = next((name for name, (ok, _) in probes.items() if ok), "none")
     if args.json:
-        print(json.dumps(hostinfo.host_dict(info), indent=2, sort_keys=False))
+        doc = hostinfo.host_dict(info)
+        doc["probes"] = {
+            **{name: {"ok": ok, "detail": detail} for name, (ok, detail) in probes.items()},
+            "auto": auto,
+        }
+        print(json.dumps(doc, indent=2, sort_keys=False))
     else:
-        print(render_doctor(info))
+        print(render_doctor(info, _probe_rows(probes, auto)))
     return 0
+
+
+def _probe_rows(probes: dict[str, tuple[bool, str]], auto: str) -> list[Row]:
+    """What each syscall tracer does here (started for real) and what --probe auto takes."""
+    rows: list[Row] = [("ok" if ok else "missing", name, d) for name, (ok, d) in probes.items()]
+    rows.append(("ok" if auto != "none" else "missing", "--probe auto", auto))
+    return rows
 
 
 Row = tuple[str, str, str]  # (mark, label, text)
@@ -182,11 +198,13 @@ def _doctor_sections(info: Any) -> list[tuple[str, list[Row]]]:
     return sections
 
 
-def render_doctor(info: Any) -> str:
+def render_doctor(info: Any, probe_rows: list[Row] | None = None) -> str:
     """The human-readable doctor report: sections of aligned ``mark  label  text`` rows."""
     from conformance.hostinfo import capability_tokens
 
     sections = _doctor_sections(info)
+    if probe_rows:
+        sections.insert(len(sections) - (1 if info.errors else 0), ("Probes", probe_rows))
     width = max((len(label) for _, rows in sections for _, label, _ in rows), default=0)
     mark_width = max(len(m) for m in ("ok", "missing", "error", "unknown", "info")) + 2
     lines: list[str] = []
@@ -234,6 +252,13 @@ def _add_run(subparsers: Any) -> None:
         metavar="N",
         help="parallel workers (pytest-xdist), e.g. 2 or auto",
     )
+    p.add_argument(
+        "--probe",
+        default="auto",
+        choices=["auto", "bcc", "ptrace", "none"],
+        help="trace every runtime command (attached to each test; TRACE behaviours need it): "
+        "bcc, ptrace, auto (bcc, else ptrace; the default) or none",
+    )
     p.set_defaults(func=cmd_run, passthrough=True)
 
 
@@ -246,6 +271,7 @@ def pytest_args(args: argparse.Namespace, extra: list[str]) -> list[str]:
     targets = [a for a in extra if not a.startswith("-") and ("::" in a or os.path.exists(a))]
     argv = [] if targets else [str(tests_dir())]
     argv += ["--runtime", args.runtime, "--results", args.results or RESULTS_DEFAULT]
+    argv += ["--probe", args.probe]
     if args.workers:
         argv += ["-n", str(args.workers)]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):

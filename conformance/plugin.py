@@ -101,6 +101,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "hostname); written to <results>/runner.json with the host's facts",
     )
     g.addoption(
+        "--probe",
+        dest="conform_probe",
+        default=None,
+        choices=["auto", "bcc", "ptrace", "none"],
+        help="trace every runtime command with this probe backend and attach the traces; "
+        "auto: bcc, else ptrace (default none; `conform run` defaults to auto)",
+    )
+    g.addoption(
         "--deviations",
         dest="conform_deviations",
         default=None,
@@ -152,6 +160,9 @@ def _activate(config: pytest.Config, runtime_option: str, results: str | None) -
         raise pytest.UsageError(str(e)) from None
     config.stash[_STATE] = state
     config.pluginmanager.register(_Recorder(state, config), "conformance-recorder")
+    from conformance import launcher
+
+    launcher.set_tracing(config.option.conform_probe or "none")
     return state
 
 
@@ -398,8 +409,23 @@ def pytest_runtest_makereport(
         "reason": reason[:2000],
     }
     if rep.when == "call" or (rep.when == "setup" and not rep.passed):
+        from conformance import launcher
+
+        launcher.finish_traces()
         _attach_transcript(item, rep)
         _attach_evidence(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """Traced processes still open (held runtimes) end with the test's containers."""
+    try:
+        return (yield)
+    finally:
+        if _active(item.config):
+            from conformance import launcher
+
+            launcher.finish_traces(running=True)
 
 
 def _reason(exc: BaseException) -> str:
@@ -460,6 +486,12 @@ def _attach_evidence(item: pytest.Item) -> None:
     host = evidence.notes("host")
     if host:
         attachments.append(("host facts read", evidence.render_host(host), text))
+    traced = [(r.argv, r.trace) for r in state.transcript if r.trace is not None]
+    if traced:
+        from probes.report import commands_jsonl, commands_timeline
+
+        attachments.append(("syscall trace", commands_timeline(traced), text))
+        attachments.append(("syscall trace (JSONL)", commands_jsonl(traced), text))
     for name, body, kind in attachments:
         with contextlib.suppress(Exception):
             allure.attach(body, name=name, attachment_type=kind)
@@ -469,8 +501,7 @@ def _write_runner_facts(config: pytest.Config, state: Any) -> None:
     """<results>/runner.json: the runner's label, kernel, cgroups, distro, versions."""
     from conformance import runfacts
 
-    probe = getattr(config.option, "conform_probe", None)
-    doc = runfacts.collect(state.choices, config.option.conform_runner_label, probe)
+    doc = runfacts.collect(state.choices, config.option.conform_runner_label, state.probe_backend)
     runfacts.write(Path(state.results), doc)
 
 
@@ -505,6 +536,8 @@ class _Recorder:
         """xdist controller: collect each worker's leftovers."""
         out = getattr(node, "workeroutput", {}) or {}
         self.state.leftovers.extend(out.get("conform_leftovers", []))
+        if out.get("conform_probe_backend"):
+            self.state.probe_backend = out["conform_probe_backend"]
 
 
 @pytest.hookimpl(trylast=True)
@@ -514,8 +547,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     found = state.finish()
+    from conformance import launcher
+
+    used, _why = launcher.tracing(resolve=False)
+    if used:
+        state.probe_backend = used
     if hasattr(config, "workerinput"):
         config.workeroutput["conform_leftovers"] = found  # type: ignore[attr-defined]
+        config.workeroutput["conform_probe_backend"] = used or ""  # type: ignore[attr-defined]
         return
     state.leftovers.extend(found)
     state.leftovers.extend(state.renamed_host())  # the controller saw the name before workers
@@ -573,6 +612,19 @@ def runtime(request: pytest.FixtureRequest) -> Runtime:
     if name is None:
         raise pytest.UsageError("the `runtime` fixture is for @pytest.mark.behaviour tests")
     return _state(request.config).prepared(name)
+
+
+@pytest.fixture
+def syscalls(request: pytest.FixtureRequest) -> Any:
+    """The syscall traces of this test's runtime commands (a `conformance.traced.TraceLog`);
+    unsupported when no probe backend traces this run (`--probe`)."""
+    from conformance import launcher
+    from conformance.traced import TraceLog
+
+    name, why = launcher.tracing()
+    if name is None:
+        raise Unsupported(f"no syscall trace: {why}")
+    return TraceLog(_state(request.config).transcript, name)
 
 
 @pytest.fixture

@@ -38,6 +38,8 @@ class State:
         self.records: dict[str, TestRecord] = {}
         self.leftovers: list[str] = []
         self.transcript: list[launcher.Record] = []
+        #: the probe backend that traced this run's runtime commands ("none": untraced)
+        self.probe_backend = "none"
 
     # ------------------------------------------------------------------ lazily made
 

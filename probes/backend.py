@@ -196,6 +196,26 @@ def select(name: str) -> tuple[Backend | None, str]:
     return None, "no probe backend: " + "; ".join(refusals)
 
 
+def availability() -> dict[str, tuple[bool, str]]:
+    """Each backend of `AUTO_ORDER` -> (works here, what it did or why not), by starting it
+    for real (bcc compiles and attaches its program: a few seconds). For `conform doctor`."""
+    out: dict[str, tuple[bool, str]] = {}
+    for name in AUTO_ORDER:
+        backend, why = select(name)
+        if backend is None:
+            out[name] = (False, why.removeprefix("no probe backend: ").removeprefix(f"{name}: "))
+            continue
+        seconds = getattr(backend, "compile_seconds", None)
+        detail = (
+            f"program compiled, loaded and attached in {seconds:.1f}s"
+            if seconds is not None
+            else "a traced child was followed"
+        )
+        notes = getattr(backend, "notes", None) or []
+        out[name] = (True, "; ".join([detail, *notes]))
+    return out
+
+
 def close_all() -> None:
     """Close every backend created in this process (atexit, end of a pytest session)."""
     with _lock:

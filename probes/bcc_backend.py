@@ -11,6 +11,10 @@ with the launched command's pid before it execs (a bash shim waits on a pipe unt
 registered) and extended on sched_process_fork, so nothing early is missed and the tracer's
 own activity is never seen. The program is compiled once per process and shared by every
 concurrent trace of that process; records carry their trace id.
+
+File deletions (unlink, unlinkat) are recorded under a cgroup fs, and anywhere once the task
+is contained: after a successful pivot_root, chroot or setns by it or an ancestor, i.e. what
+the container's own processes delete, not the runtime's bookkeeping.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ SYSCALLS: tuple[tuple[str, str], ...] = (
     ("mkdir", "mkdir"),
     ("mkdirat", "mkdirat"),
     ("unlinkat", "unlinkat"),
+    ("unlink", "unlink"),
 )
 NR: dict[str, int] = {name: i for i, (name, _tp) in enumerate(SYSCALLS)}
 NR_FORK = 100
@@ -70,6 +75,8 @@ NR_EXIT = 101
 ESSENTIAL = ("clone", "unshare", "setns", "mount", "pivot_root", "execve")
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+#: Seconds between two reads of the ring buffer (4 MiB: room for ~2,500 records).
+POLL_INTERVAL = 0.01
 
 _PROLOGUE = r"""
 #include <uapi/linux/ptrace.h>
@@ -105,6 +112,7 @@ struct rec_t {
 struct track_t {
     u32 trace_id;
     u32 ppid;
+    u32 contained;  /* pivot_root, chroot or setns succeeded here or in an ancestor */
 };
 
 struct clone_args_head {
@@ -206,6 +214,12 @@ static __always_inline int cgroup_path(struct rec_t *r, int dfd) {
     return cgfds.lookup(&key) != 0;
 }
 
+static __always_inline int contained(void) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct track_t *t = tracked.lookup(&tid);
+    return t && t->contained;
+}
+
 static __always_inline int done(long ret, u32 nr, int by_tgid) {
     u64 id = bpf_get_current_pid_tgid();
     u64 key = by_tgid ? (((u64)1 << 32) | (id >> 32)) : (u32)id;
@@ -220,6 +234,11 @@ static __always_inline int done(long ret, u32 nr, int by_tgid) {
         if (t) { struct track_t copy = *t; tracked.update(&now, &copy); tracked.delete(&old); }
     }
     r->tid = (u32)id;
+    if (ret == 0 && (nr == %(NR_PIVOT_ROOT)d || nr == %(NR_CHROOT)d || nr == %(NR_SETNS)d)) {
+        u32 me = (u32)id;
+        struct track_t *t = tracked.lookup(&me);
+        if (t) t->contained = 1;
+    }
     if (!by_tgid) reread(r);
     bpf_get_current_comm(&r->comm, sizeof(r->comm));
     if ((nr == %(NR_OPENAT)d || nr == %(NR_OPENAT2)d) && ret >= 0) {
@@ -244,6 +263,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     if (p && (p->nr == %(NR_CLONE)d || p->nr == %(NR_CLONE3)d)) flags = p->a[0];
     struct track_t ct = {};
     ct.trace_id = t->trace_id;
+    ct.contained = t->contained;
     if (flags & CLONE_THREAD) {
         ct.ppid = t->ppid;
         tracked.update(&child, &ct);
@@ -337,7 +357,10 @@ _ENTER: dict[str, str] = {
         if (!cgroup_path(r, args->dfd)) return 0; return keep(r, 0);""",
     "unlinkat": """
         str0(r, args->pathname); r->a[0] = args->dfd; r->a[1] = args->flag;
-        if (!cgroup_path(r, args->dfd)) return 0; return keep(r, 0);""",
+        if (!contained() && !cgroup_path(r, args->dfd)) return 0; return keep(r, 0);""",
+    "unlink": """
+        str0(r, args->pathname); r->a[0] = (u64)(s64)-100;
+        if (!contained() && !cgroup_path(r, -100)) return 0; return keep(r, 0);""",
 }
 
 _READ_ARGV = r"""
@@ -382,7 +405,7 @@ class Record(ct.Structure):
 
 
 class Track(ct.Structure):
-    _fields_ = [("trace_id", ct.c_uint32), ("ppid", ct.c_uint32)]
+    _fields_ = [("trace_id", ct.c_uint32), ("ppid", ct.c_uint32), ("contained", ct.c_uint32)]
 
 
 def tracefs() -> str | None:
@@ -429,6 +452,9 @@ def program(skip: Sequence[str] = ()) -> str:
         "NR_OPENAT2": NR["openat2"],
         "NR_CLONE": NR["clone"],
         "NR_CLONE3": NR["clone3"],
+        "NR_PIVOT_ROOT": NR["pivot_root"],
+        "NR_CHROOT": NR["chroot"],
+        "NR_SETNS": NR["setns"],
         "NR_FORK": NR_FORK,
         "NR_EXIT": NR_EXIT,
     }
@@ -514,6 +540,8 @@ def raw_args(name: str, r: Record) -> dict[str, Any]:
         return {"dfd": _int32(a[0]), "path": s0, "mode": a[1]}
     if name == "unlinkat":
         return {"dfd": _int32(a[0]), "path": s0, "flags": a[1]}
+    if name == "unlink":
+        return {"path": s0}
     return {}
 
 
@@ -615,6 +643,7 @@ class BccTracer:
         self._generation = 0
         self._gen_cond = threading.Condition()
         self._closed = threading.Event()
+        self._wake = threading.Event()
         self.bpf[b"events"].open_ring_buffer(self._on_record)
         self._thread = threading.Thread(target=self._poll, name="conform-bcc-poll", daemon=True)
         self._thread.start()
@@ -639,21 +668,36 @@ class BccTracer:
         session.records.append(to_event(r, dict(ns)))
 
     def _poll(self) -> None:
+        """Consume the ring buffer every POLL_INTERVAL, or at once when a trace ends.
+
+        Why not a blocking poll: a trace that ends must know its last records were read, and
+        a blocking poll on an empty buffer would hold it for the poll's whole timeout (100 ms
+        per runtime command); a consume of an empty buffer costs no syscall.
+        """
         while not self._closed.is_set():
             try:
-                self.bpf.ring_buffer_poll(timeout=50)
+                self.bpf.ring_buffer_consume()
             except Exception:  # a bad record must not stop the poller
                 time.sleep(0.05)
             with self._gen_cond:
                 self._generation += 1
                 self._gen_cond.notify_all()
+            self._wake.wait(POLL_INTERVAL)
+            self._wake.clear()
 
     def _drain(self, timeout: float) -> bool:
-        """Wait for two complete polls to start and end after now: everything emitted
+        """Wait for two complete consumes to start and end after now: everything emitted
         before this call has then been read."""
+        deadline = time.monotonic() + timeout
         with self._gen_cond:
             target = self._generation + 2
-            return self._gen_cond.wait_for(lambda: self._generation >= target, timeout)
+            while self._generation < target:
+                self._wake.set()  # no pause between the two consumes
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._gen_cond.wait(min(left, POLL_INTERVAL))
+            return True
 
     # -- sessions --------------------------------------------------------------------------
     def _register(self, pid: int) -> _Session:
@@ -662,7 +706,7 @@ class BccTracer:
             self._next_id += 1
             session = _Session(trace_id)
             self._sessions[trace_id] = session
-        self.tracked[ct.c_uint32(pid)] = Track(trace_id, os.getpid())
+        self.tracked[ct.c_uint32(pid)] = Track(trace_id, os.getpid(), 0)
         return session
 
     def _end(self, session: _Session, timeout: float) -> tuple[list[str], int]:
@@ -787,7 +831,20 @@ class BccTracer:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._wake.set()
         self._thread.join(timeout=2)
+        # Each tracepoint detach waits for an RCU grace period (~70 ms here): one by one
+        # that is 3 s; in parallel (the ctypes calls release the GIL) about one period.
+        points = list(self.bpf.tracepoint_fds)
+        if points:
+            from concurrent.futures import ThreadPoolExecutor
+
+            def detach(tp: bytes) -> None:
+                with contextlib.suppress(Exception):
+                    self.bpf.detach_tracepoint(tp)
+
+            with ThreadPoolExecutor(max_workers=min(32, len(points))) as pool:
+                list(pool.map(detach, points))
         with contextlib.suppress(Exception):
             self.bpf.cleanup()
 

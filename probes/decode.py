@@ -17,7 +17,8 @@ kernel saw them, strings already read from user memory, None where unreadable):
     openat     dfd, path, flags           openat2   dfd, path, flags (open_how.flags)
     write      fd, data (first bytes, str)
     mkdir      path, mode                 mkdirat  dfd, path, mode
-    unlinkat   dfd, path, flags           fork    child_pid     exit  (none)
+    unlinkat   dfd, path, flags           unlink  path
+    fork       child_pid                  exit    (none)
 
 and returns the record's ``args`` (see probes/events.py). Unknown keys pass through.
 """

@@ -6,12 +6,14 @@ so tests, the timeline and the report never care which backend produced a trace.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 #: The syscall names a record may carry. "fork" comes from sched_process_fork (args
 #: {"child_pid": N}), "exit" from sched_process_exit. openat/openat2 are recorded for cgroup
-#: paths only, write only to files opened that way, mkdir/mkdirat/unlinkat under a cgroup fs.
+#: paths only, write only to files opened that way, mkdir/mkdirat under a cgroup fs, and
+#: unlinkat/unlink under a cgroup fs or by a contained task (one that, or whose ancestor,
+#: succeeded in pivot_root, chroot or setns: the container's processes).
 SYSCALLS: tuple[str, ...] = (
     "clone",
     "clone3",
@@ -33,6 +35,7 @@ SYSCALLS: tuple[str, ...] = (
     "mkdir",
     "mkdirat",
     "unlinkat",
+    "unlink",
     "fork",
     "exit",
 )
@@ -61,7 +64,19 @@ class TraceEvent:
     cgroup_id: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as JSON-ready data (shallow: args and ns are shared, not copied)."""
+        return {
+            "ts": self.ts,
+            "pid": self.pid,
+            "tid": self.tid,
+            "ppid": self.ppid,
+            "comm": self.comm,
+            "syscall": self.syscall,
+            "args": self.args,
+            "ret": self.ret,
+            "ns": self.ns,
+            "cgroup_id": self.cgroup_id,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TraceEvent:

@@ -115,6 +115,7 @@ class _Task:
     detaching: bool = False
     stop_sent: bool = False  # the SIGSTOP that ends tracing it was sent
     exited: bool = False  # its exit was recorded
+    contained: bool = False  # pivot_root/chroot/setns succeeded here or in an ancestor
 
 
 @dataclass
@@ -215,7 +216,9 @@ class Memory:
         return out
 
 
-def read_args(name: str, args: Sequence[int], mem: Memory) -> dict[str, Any] | None:
+def read_args(
+    name: str, args: Sequence[int], mem: Memory, contained: bool = False
+) -> dict[str, Any] | None:
     """The raw arguments of syscall ``name`` at its entry, strings read from ``mem``.
 
     Keys are those `probes.decode.decode` takes. None means the call is not one we record
@@ -280,12 +283,20 @@ def read_args(name: str, args: Sequence[int], mem: Memory) -> dict[str, Any] | N
             how = mem.read(a[2], 8)
             flags = struct.unpack("<Q", how)[0] if how and len(how) == 8 else 0
         return {"dfd": dfd, "path": path, "flags": flags}
+    if name == "unlink":
+        path = mem.string(a[0])
+        if not contained and not fdpaths.on_cgroupfs(
+            fdpaths.resolve_at(mem.tid, fdpaths.AT_FDCWD, path)
+        ):
+            return None
+        return {"path": path}
     if name in ("mkdir", "mkdirat", "unlinkat"):
         if name == "mkdir":
             dfd, path, rest = fdpaths.AT_FDCWD, mem.string(a[0]), a[1]
         else:
             dfd, path, rest = _signed32(a[0]), mem.string(a[1]), a[2]
-        if not fdpaths.on_cgroupfs(fdpaths.resolve_at(mem.tid, dfd, path)):
+        anywhere = contained and name == "unlinkat"
+        if not anywhere and not fdpaths.on_cgroupfs(fdpaths.resolve_at(mem.tid, dfd, path)):
             return None
         if name == "unlinkat":
             raw: dict[str, Any] = {"path": path, "flags": rest & 0xFFFFFFFF}
@@ -613,7 +624,7 @@ class Tracer:
             ts = time.monotonic()
             with Memory(task.tid) as mem:
                 try:
-                    raw = read_args(name, info.u[1:7], mem)
+                    raw = read_args(name, info.u[1:7], mem, task.contained)
                 except OSError:
                     raw, mem.failures = None, mem.failures + 1
                 if mem.failures:  # counted, never hidden: dropped, or kept with None args
@@ -629,6 +640,8 @@ class Tracer:
             ret = _signed(info.u[0])
             if name in ("clone", "clone3") and ret == 0:
                 return  # the child side (it does not return here for a traced parent)
+            if ret == 0 and name in ("pivot_root", "chroot", "setns"):
+                task.contained = True
             self._record(task, name, raw, ret, ts, cgroup_id)
 
     def _record(
@@ -663,6 +676,7 @@ class Tracer:
             flags = parent.pending[1].get("flags") or 0
             tgid = parent.tgid if flags & CLONE_THREAD else new
         task = self._tasks.get(new) or self._adopt(new, tgid)  # None: ask /proc
+        task.contained = task.contained or parent.contained
         if task.tgid != new:
             return  # a thread: no new process
         # the tree parent: CLONE_PARENT makes the child a sibling of its creator

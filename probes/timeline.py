@@ -69,6 +69,8 @@ def describe(e: TraceEvent) -> str:
         body = f"{where}{_q(a.get('path'))}, {a.get('mode', 0):04o}"
     elif s == "unlinkat":
         body = f"{_fd(a.get('dfd'))}, {_q(a.get('path'))}, {_flags(a.get('flags'))}"
+    elif s == "unlink":
+        body = _q(a.get("path"))
     else:
         body = ", ".join(f"{k}={v}" for k, v in a.items())
     return f"{s}({body}) = {errno_name(e.ret)}"

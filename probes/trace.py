@@ -72,17 +72,20 @@ class Trace:
                 name = e.comm
         return name
 
-    def to_jsonl(self) -> str:
-        """A header line (backend, root_pid, lost, notes), then one line per event."""
+    def to_jsonl(self, **extra: Any) -> str:
+        """A header line (backend, root_pid, lost, notes, events, and ``extra``), then one
+        line per event (keys in the order of `TraceEvent`)."""
         head = {
             "backend": self.backend,
             "root_pid": self.root_pid,
             "lost": self.lost,
             "notes": self.notes,
             "events": len(self.events),
+            **extra,
         }
-        lines = [json.dumps({"trace": head}, sort_keys=True)]
-        lines += [json.dumps(e.to_dict(), sort_keys=True) for e in self.events]
+        dumps = json.JSONEncoder(separators=(",", ":")).encode
+        lines = [dumps({"trace": head})]
+        lines += [dumps(e.to_dict()) for e in self.events]
         return "\n".join(lines) + "\n"
 
     @classmethod

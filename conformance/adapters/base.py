@@ -210,6 +210,11 @@ class Runtime:
     binary: str | None = None  # the runtime's executable, when found
     binary_arg: str = ""  # how it was given: a name on PATH or a path
 
+    def created_namespaces(self, spec: ContainerSpec) -> frozenset[str]:
+        """The namespaces (by /proc/<pid>/ns name) the runtime is asked to create for
+        ``spec``; what a syscall trace of its run must show, and nothing more."""
+        return spec.effective_namespaces()
+
     def _locate(self, binary: str) -> None:
         self.binary_arg = binary
         self.binary = binary if os.sep in binary else shutil.which(binary)

@@ -86,6 +86,11 @@ class RefRuntime(DockerCliRuntime):
     def _env(self) -> dict[str, str] | None:
         return self.env
 
+    def created_namespaces(self, spec: ContainerSpec) -> frozenset[str]:
+        """As docker, the host network shares the host's uts namespace too."""
+        ns = spec.effective_namespaces()
+        return ns - {"uts"} if spec.network == "host" else ns
+
     def namespace_flags(self, spec: ContainerSpec) -> list[str]:
         """rref makes every namespace but user (added by id maps) and, with the host
         network, net and uts: any other selection is Unsupported."""

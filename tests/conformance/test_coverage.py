@@ -14,10 +14,7 @@ import sys
 from conformance import catalogue
 
 # MUST behaviours without a test yet. Remove an ID when its test lands.
-PENDING = {
-    # syscall-trace evidence: tests to come with the probes
-    *(f"TRACE-0{i}" for i in range(1, 7)),
-}
+PENDING: set[str] = set()
 
 
 def _coverage() -> dict[str, list[str]]:

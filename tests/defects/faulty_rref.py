@@ -19,6 +19,7 @@ Defects:
 * ``ignore-read-only``: the ``--read-only`` flag is dropped from run/create (argv);
 * layer defects (`LAYER_DEFECTS`): a committed layer that is not a proper OCI changeset;
 * ``hostname-no-newline``: /etc/hostname is written without its trailing newline;
+* ``exec-skips-netns``: exec joins every namespace of the container but the network one;
 * two at once (`COMBINED`): ``terse-help-drops-whiteouts`` is a `--help` that lists no
   commands with a commit that drops whiteouts. The adapter declares what rref can do, so a
   help text that hides verbs must not turn the layer tests "unsupported": the bad commit
@@ -177,6 +178,21 @@ def _hostname_no_newline() -> None:
     containers._write = write  # type: ignore[assignment]
 
 
+def _exec_skips_netns() -> None:
+    """`exec` joins every namespace of the container but its network namespace."""
+    from runtime_ref import process
+
+    original = process.join_namespaces_of
+
+    def join(pid: int, types: list[str]) -> Any:
+        if "network" in types:
+            _note("exec-skips-netns", f"exec into {pid} without its network namespace")
+        return original(pid, [t for t in types if t != "network"])
+
+    process.join_namespaces_of = join  # type: ignore[assignment]
+
+
+LAYER_DEFECTS["exec-skips-netns"] = _exec_skips_netns
 LAYER_DEFECTS["hostname-no-newline"] = _hostname_no_newline
 LAYER_DEFECTS["commit-drops-whiteouts"] = _commit_drops_whiteouts
 LAYER_DEFECTS["commit-overlay-whiteouts"] = _commit_overlay_whiteouts

@@ -87,9 +87,10 @@ CASES = (
     Case(
         "no-pidns",
         "namespaces",
-        ("PID-01", "PID-03", "PID-05", "PID-06", "PID-07"),
-        ("MNT-08",),
+        ("PID-01", "PID-03", "PID-05", "PID-06", "PID-07", "TRACE-01"),
+        ("MNT-08", "TRACE-03"),
         says=(
+            ("TRACE-01", "CLONE_NEWPID (the pid namespace asked for) in no clone/unshare"),
             ("PID-06", SHARED.format("pid")),
             ("PID-07", SHARED.format("pid")),
             ("PID-01", "is pid"),
@@ -100,9 +101,10 @@ CASES = (
     Case(
         "no-utsns",
         "namespaces",
-        ("UTS-01", "UTS-02", "UTS-03"),
+        ("UTS-01", "UTS-02", "UTS-03", "TRACE-01"),
         ("PID-05",),
         says=(
+            ("TRACE-01", "CLONE_NEWUTS (the uts namespace asked for) in no clone/unshare"),
             ("UTS-02", SHARED.format("uts")),
             ("UTS-03", SHARED.format("uts")),
             ("UTS-01", "hostname inside is"),
@@ -111,9 +113,10 @@ CASES = (
     Case(
         "no-netns",
         "namespaces",
-        ("NET-01", "NET-02", "NET-03", "NET-04", "NET-06"),
-        ("PID-05",),
+        ("NET-01", "NET-02", "NET-03", "NET-04", "NET-06", "TRACE-01"),
+        ("PID-05", "TRACE-04"),
         says=(
+            ("TRACE-01", "CLONE_NEWNET (the net namespace asked for) in no clone/unshare"),
             ("NET-04", SHARED.format("net")),
             ("NET-02", SHARED.format("net")),
             ("NET-01", "interfaces inside besides lo"),
@@ -124,9 +127,10 @@ CASES = (
     Case(
         "no-ipcns",
         "namespaces",
-        ("IPC-01", "IPC-02", "IPC-03"),
+        ("IPC-01", "IPC-02", "IPC-03", "TRACE-01"),
         ("NET-06",),
         says=(
+            ("TRACE-01", "CLONE_NEWIPC (the ipc namespace asked for) in no clone/unshare"),
             ("IPC-02", SHARED.format("ipc")),
             ("IPC-03", SHARED.format("ipc")),
             ("IPC-01", "is visible inside"),
@@ -135,16 +139,23 @@ CASES = (
     Case(
         "no-cgroupns",
         "namespaces",
-        ("CGNS-01",),
-        ("CG-01",),
-        says=(("CGNS-01", "shows host paths"),),
+        ("CGNS-01", "TRACE-01"),
+        ("CG-01", "TRACE-05"),
+        says=(
+            ("CGNS-01", "shows host paths"),
+            ("TRACE-01", "CLONE_NEWCGROUP (the cgroup namespace asked for) in no clone/unshare"),
+        ),
     ),
     Case(
         "no-userns",
         "namespaces",
-        ("USR-01", "USR-06"),
+        ("USR-01", "USR-06", "TRACE-01"),
         ("PID-05",),
-        says=(("USR-01", "uid_map inside"), ("USR-06", SHARED.format("user"))),
+        says=(
+            ("USR-01", "uid_map inside"),
+            ("USR-06", SHARED.format("user")),
+            ("TRACE-01", "CLONE_NEWUSER (the user namespace asked for) in no clone/unshare"),
+        ),
     ),
     Case(
         "uid-map-off-by-one",
@@ -231,7 +242,7 @@ CASES = (
         "no-pivot",
         "mounts",
         ("MNT-03",),
-        ("MNT-08", "MNT-04"),
+        ("MNT-08", "MNT-04", "TRACE-03"),  # TRACE-03 accepts MS_MOVE + chroot
         says=(("MNT-03", "still holds the old root"),),
     ),
     # security
@@ -343,6 +354,18 @@ CASES = (
         says=(
             ("OVL-08", "want an empty regular etc/.wh.group"),
             ("OVL-07", "still has the old name"),
+        ),
+    ),
+    # exec: the trace shows the missing setns, the inside view the host's interfaces
+    Case(
+        "exec-skips-netns",
+        "exec",
+        ("TRACE-02", "EXEC-01"),
+        ("TRACE-01", "EXEC-02"),
+        via="ref",
+        says=(
+            ("TRACE-02", "no setns into the container's net namespace"),
+            ("EXEC-01", "net"),
         ),
     ),
     # not caught (yet): strict xfails naming the gap, so a suite that starts catching one

@@ -295,10 +295,10 @@ def test_a_stop_that_cannot_be_handled_is_noted_and_the_trace_goes_on(
 
     real = mod.read_args
 
-    def broken(name: str, args: Any, mem: Any) -> Any:
+    def broken(name: str, args: Any, mem: Any, contained: bool = False) -> Any:
         if name == "sethostname":
             raise RuntimeError("planted decoding bug")
-        return real(name, args, mem)
+        return real(name, args, mem, contained)
 
     monkeypatch.setattr(mod, "read_args", broken)
     argv = ["unshare", "--uts", "sh", "-c", "hostname conform-bug; hostname"]
