@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from probes.report import split_jsonl
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -355,6 +357,48 @@ def test_conform_run_writes_summary_junit_and_allure(tmp_path):
         {"name": pr["name"], "value": pr["value"]} for pr in allure[0]["parameters"]
     ]
     assert allure[0]["status"] == "passed"
+    # conform run traces by default (--probe auto): the trace of every runtime command
+    assert facts["probe_backend"] in ("bcc", "ptrace")
+    assert {"syscall trace", "syscall trace (JSONL)"} <= set(evidence)
+    traced = split_jsonl(
+        (results / "allure-results" / evidence["syscall trace (JSONL)"]).read_text()
+    )
+    runs = [t for argv, t in traced if "run" in argv]
+    assert runs and all(t.backend == facts["probe_backend"] for _, t in traced)
+    flags = {
+        f for t in runs for e in t.by_syscall("unshare", "clone", "clone3") for f in e.args["flags"]
+    }
+    assert "CLONE_NEWPID" in flags, flags
+    timeline = (results / "allure-results" / evidence["syscall trace"]).read_text()
+    assert "$ " in timeline and "unshare(" in timeline
+
+
+def test_probe_none_makes_trace_behaviours_unsupported(tmp_path):
+    results = tmp_path / "results"
+    p = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("conform")),
+            "run",
+            "--runtime",
+            "ref",
+            "--probe",
+            "none",
+            "--results",
+            str(results),
+            "--behaviour",
+            "TRACE-04",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    doc = json.loads((results / "summary.json").read_text())
+    slot = doc["results"]["ref"]["behaviours"]["TRACE-04"]
+    assert slot["verdict"] == "unsupported", slot
+    assert "no syscall trace: tracing disabled" in " ".join(slot["reasons"])
+    assert json.loads((results / "runner.json").read_text())["probe_backend"] == "none"
 
 
 SELECTION_MODULE = """

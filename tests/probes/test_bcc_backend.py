@@ -407,3 +407,23 @@ def test_bcc_and_ptrace_agree_on_a_plain_command(bcc: BccTracer, tmp_path: Path)
     private, tmpfs = seen_by_ptrace.by_syscall("mount")
     assert (private.args["target"], private.args["flags"]) == ("/", ["MS_REC", "MS_PRIVATE"])
     assert (tmpfs.args["fstype"], tmpfs.args["target"], tmpfs.ret) == ("tmpfs", "/mnt", 0)
+
+
+def test_deletions_are_recorded_only_once_contained(bcc: BccTracer, tmp_path: Path) -> None:
+    """unlink/unlinkat outside a cgroup fs count once the task (or a parent) chrooted,
+    pivoted or setns'd: the container's deletes, never the runtime's bookkeeping."""
+    a, b, c = (tmp_path / n for n in ("conform-a", "conform-b", "conform-c"))
+    for f in (a, b, c):
+        f.write_text("x")
+    script = f"rm {a}; chroot / sh -c 'rm {b}; busybox rm {c}'"
+    seen_by_bcc, seen_by_ptrace = _both(bcc, ["sh", "-c", script], tmp_path)
+    _assert_same(seen_by_bcc, seen_by_ptrace)
+    tree = set(seen_by_ptrace.descendants(seen_by_ptrace.root_pid))
+    for trace in (seen_by_bcc, seen_by_ptrace):
+        gone = sorted(
+            str(e.args["path"])
+            for e in trace.by_syscall("unlink", "unlinkat")
+            if e.pid in tree and e.ret == 0
+        )
+        assert gone == [str(b), str(c)], (trace.backend, gone)
+    assert not (a.exists() or b.exists() or c.exists())
