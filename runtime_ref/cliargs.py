@@ -32,7 +32,9 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        # the front prints "rref: " before every error: name the command only
+        where = self.prog.removeprefix("rref").strip()
+        raise UsageError(f"{where}: {message}" if where else message)
 
 
 def open_store(args: argparse.Namespace) -> Any:
