@@ -47,7 +47,9 @@ EXPECTED: dict[str, str] = {
     "INIT-04": "SHOULD",
     **{f"VOL-0{i}": "MUST" for i in range(1, 6)},
     **{f"EXEC-0{i}": "MUST" for i in range(1, 4)},
-    **{f"SEC-0{i}": "MUST" for i in range(1, 5)},
+    **{f"SEC-0{i}": "MUST" for i in range(1, 8)},
+    "SEC-10": "MUST",
+    "SEC-11": "SHOULD",
     "LIFE-01": "MUST",
     "LIFE-02": "MUST",
     "LIFE-03": "MUST",
@@ -57,7 +59,7 @@ EXPECTED: dict[str, str] = {
 }
 
 #: Behaviours stricter than their references: reported as policy, never as a runtime defect.
-POLICY = {"NET-05", "OVL-13"}
+POLICY = {"NET-05", "OVL-13", "SEC-11"}
 
 AREAS = {
     "PID": "PID namespace",

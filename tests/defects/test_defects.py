@@ -227,9 +227,9 @@ CASES = (
     Case(
         "rw-sysfs",
         "mounts",
-        ("MNT-09",),
-        ("MNT-06", "MNT-07"),
-        says=(("MNT-09", "are writable inside"),),
+        ("MNT-09", "SEC-05"),
+        ("MNT-06", "MNT-07", "SEC-06"),
+        says=(("MNT-09", "are writable inside"), ("SEC-05", "mounted read-write inside")),
     ),
     Case(
         "rw-sysfs",
@@ -252,9 +252,9 @@ CASES = (
     Case(
         "all-caps",
         "security",
-        ("SEC-01",),
-        ("SEC-02",),
-        says=(("SEC-01", "default bounding set holds"),),
+        ("SEC-01", "SEC-10"),
+        ("SEC-02", "SEC-07"),
+        says=(("SEC-01", "default bounding set holds"), ("SEC-10", "a default container could")),
     ),
     # cap-sys-admin makes the init non-dumpable: namespace facts must still be judged
     Case(
