@@ -96,6 +96,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["oci"]:  # `rref oci ...` is `rref-oci ...`
+        from .oci.cli import main as oci_main
+
+        return oci_main(argv[1:])
     try:
         word = _command_word(argv)
         args = build_parser(word if word in COMMANDS else None).parse_args(argv)

@@ -19,6 +19,7 @@ from .spec import ANN_USER, DEFAULT_PATH, env_dict, namespace_types
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import NoReturn
 
     from .mountsrc import HostSources
@@ -110,8 +111,13 @@ def exec_process(
     env: list[str],
     user_override: str | None = None,
     seccomp_prog: bytes | None = None,
+    gate: Callable[[int], int] | None = None,
 ) -> NoReturn:
-    """Common tail of init and exec: identity, capabilities, seccomp, cwd, execve."""
+    """Common tail of init and exec: identity, capabilities, seccomp, cwd, execve.
+
+    `gate(err_fd)` runs once the program is found, just before execve: the OCI
+    front's `create` waits there for `start`; it returns the fd for later errors.
+    """
     args = spec["process"]["args"]
     try:
         extra_env = set_identity_and_caps(spec, user_override, seccomp_prog)
@@ -134,6 +140,8 @@ def exec_process(
             else "executable file not found in $PATH"
         )
         fail(err_fd, code, f'exec: "{args[0]}": {what}')
+    if gate is not None:
+        err_fd = gate(err_fd)
     reset_signals()
     try:
         os.execve(exe, args, envd)

@@ -16,6 +16,7 @@ from .spec import ANN_OVERLAY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from .mountsrc import HostSources
@@ -258,9 +259,16 @@ def readonly_paths(paths: list[str]) -> None:
         _remount_ro(p, sc.MS_REC)
 
 
-def setup(spec: Spec, workdir: str, sources: HostSources | None = None) -> None:
+def setup(
+    spec: Spec,
+    workdir: str,
+    sources: HostSources | None = None,
+    before_pivot: Callable[[str], None] | None = None,
+) -> None:
     """Everything between unshare(CLONE_NEWNS) and the final chdir; `sources`: what the
-    host opened before the user namespace (bind clones, the overlay's directory fds)."""
+    host opened before the user namespace (bind clones, the overlay's directory fds);
+    `before_pivot(root)`: the OCI front's moment for sysctls and createContainer hooks,
+    with every mount made and the host's paths still reachable."""
     root = spec["root"]["path"]
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     overlay = spec.get("annotations", {}).get(ANN_OVERLAY)
@@ -281,6 +289,8 @@ def setup(spec: Spec, workdir: str, sources: HostSources | None = None) -> None:
     wd = secure_join(root, workdir)
     if not os.path.isdir(wd):
         _mkdir_p(wd)
+    if before_pivot is not None:
+        before_pivot(root)
     pivot(root)
     linux = spec.get("linux", {})
     mask_paths(linux.get("maskedPaths", []))

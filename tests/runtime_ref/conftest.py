@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from ocikit import busybox_tree, oci  # noqa: F401 - the rref-oci tests' fixtures
 
 RREF = str(Path(sys.executable).with_name("rref"))
 
