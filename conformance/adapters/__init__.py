@@ -4,8 +4,8 @@
 
 * ``ref`` -- the reference runtime's CLI (the first `rref` on PATH); ``ref:/path`` -- the rref
   CLI at that path (named after the file unless NAME= is given; several in one session each
-  get their own state root); ``ref-oci`` -- rref as an OCI runtime (a stub until rref reads
-  bundles);
+  get their own state root); ``ref-oci`` -- rref as an OCI runtime (`rref-oci`, driven by the
+  same adapter as runc);
 * ``runc``, ``crun``, ``youki`` -- OCI runtimes found on PATH; ``oci:/path`` -- any
   runc-compatible binary (named after the file unless NAME= is given);
 * ``podman``, ``docker`` -- engines through their CLI;
@@ -52,7 +52,7 @@ def parse_choices(text: str) -> list[Choice]:
                 raise ChoiceError(f"--runtime {raw!r}: ref: needs an absolute path")
             choice = Choice(name or os.path.basename(path), "ref", path)
         elif what == "ref-oci":
-            choice = Choice(name or "ref-oci", "ref-oci", "rref")
+            choice = Choice(name or "ref-oci", "ref-oci", "rref-oci")
         elif what in OCI_NAMES:
             choice = Choice(name or what, "oci", what)
         elif what in ENGINE_NAMES:
@@ -83,9 +83,12 @@ def make(choice: Choice) -> Runtime:
 
         return RefRuntime(choice.name, None if choice.target == "rref" else choice.target)
     if choice.kind == "ref-oci":
-        from conformance.adapters.stub import ref_oci
+        from conformance.adapters.oci import OciRuntime
+        from conformance.adapters.ref import find_rref
 
-        return ref_oci(choice.name)
+        rref = find_rref()
+        beside = os.path.join(os.path.dirname(rref), "rref-oci") if rref else "rref-oci"
+        return OciRuntime(choice.name, beside if os.path.exists(beside) else "rref-oci")
     if choice.kind == "oci":
         from conformance.adapters.oci import OciRuntime
 

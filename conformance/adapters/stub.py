@@ -1,30 +1,13 @@
-"""Adapters that start no containers: `ref-oci` (until rref reads OCI bundles) and `fake`.
+"""`fake`: an adapter that starts no containers, for testing the harness itself.
 
-Why: a runtime that cannot be driven must still appear in the results, as "unsupported"
-with a reason, not vanish. `fake` exists to test the harness itself: it has the
-capabilities it is given and any container operation fails like a broken runtime would.
+It has the capabilities it is given and any container operation fails like a broken
+runtime would.
 """
 
 from __future__ import annotations
 
 from conformance.adapters.base import Container, ContainerSpec, Result, Runtime
 from conformance.errors import RuntimeFailure
-
-
-class UnavailableRuntime(Runtime):
-    """A runtime the suite knows but cannot drive here; every test is unsupported."""
-
-    def __init__(self, name: str, kind: str, reason: str) -> None:
-        self.name = name
-        self.kind = kind
-        self.reason = reason
-
-    def available(self) -> str | None:
-        return self.reason
-
-
-def ref_oci(name: str = "ref-oci") -> UnavailableRuntime:
-    return UnavailableRuntime(name, "ref-oci", f"runtime {name}: rref has no OCI bundle mode yet")
 
 
 class FakeRuntime(Runtime):

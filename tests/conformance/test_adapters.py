@@ -4,6 +4,7 @@ ContainerSpec into rref flags, podman flags and an OCI config.json."""
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from conformance.adapters import ChoiceError, make, parse_choices
 from conformance.adapters.base import ContainerSpec, IdMap, Volume
 from conformance.adapters.engine import PodmanRuntime
+from conformance.adapters.oci import OciRuntime
 from conformance.adapters.ocispec import DEFAULT_CAPS, build_config
 from conformance.adapters.ref import RefRuntime
 from conformance.errors import Unsupported
@@ -25,7 +27,7 @@ def test_parse_choices():
         ("podman", "engine", "podman"),
         ("mine", "oci", "/opt/bin/rt"),
         ("crun2", "oci", "/x/crun2"),
-        ("ref-oci", "ref-oci", "rref"),
+        ("ref-oci", "ref-oci", "rref-oci"),
         ("fake", "fake", "exec"),
     ]
 
@@ -62,7 +64,9 @@ def test_capabilities_use_known_tokens():
     for text in ("ref", "runc", "podman", "fake"):
         rt = make(parse_choices(text)[0])
         assert rt.capabilities() <= ADAPTER_TOKENS.keys(), text
-    assert make(parse_choices("ref-oci")[0]).available().endswith("no OCI bundle mode yet")
+    ref_oci = make(parse_choices("ref-oci")[0])
+    assert isinstance(ref_oci, OciRuntime) and ref_oci.available() is None
+    assert ref_oci.binary and os.path.basename(ref_oci.binary) == "rref-oci"
     assert "not installed" in make(parse_choices("x=oci:/no/such/rt")[0]).available()
 
 
