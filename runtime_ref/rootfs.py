@@ -272,10 +272,13 @@ def setup(
     root = spec["root"]["path"]
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     overlay = spec.get("annotations", {}).get(ANN_OVERLAY)
-    if sources is not None and sources.overlay and sources.target:
+    if sources is not None and sources.target:
         # relative to the working directory the host chose (see mountsrc); from then on
         # the rootfs is reached through the magic link, not the path above the state root
-        sc.mount("overlay", sources.target, "overlay", 0, sources.overlay)
+        if sources.overlay:
+            sc.mount("overlay", sources.target, "overlay", 0, sources.overlay)
+        else:  # a bundle's rootfs, used as it is
+            sc.mount(sources.target, sources.target, None, sc.MS_BIND | sc.MS_REC)
         os.chdir(sources.target)
         root = "/proc/self/cwd"
     elif overlay:

@@ -290,6 +290,11 @@ def _linux(doc: dict[str, Any], linux: dict[str, Any]) -> None:
     maps = [_idmap(linux.get(k), f"linux.{k}") for k in ("uidMappings", "gidMappings")]
     if "user" in new and not (maps[0] and maps[1]):
         raise ConfigError("linux.uidMappings: a new user namespace needs uid and gid mappings")
+    if "user" in new and any(ns.get("path") for ns in linux["namespaces"]):
+        raise ConfigError(
+            "linux.namespaces: joining a namespace by path with a new user namespace "
+            "is not supported"
+        )
     if any(maps) and "user" not in new:
         raise ConfigError("linux.uidMappings: mappings given without a new user namespace")
     if linux.get("resources") is not None:

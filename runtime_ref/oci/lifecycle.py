@@ -122,7 +122,10 @@ def _spawn(store: Store, cid: str, spec: dict[str, Any], cg: Any, rec: dict[str,
         if userns_setup:  # the container's root may not search 0700 host dirs: open now
             from ..mountsrc import open_sources
 
-            sources = open_sources(spec, None, store.root)
+            # the init starts in the bundle's rootfs parent, named relative from there
+            rootfs = spec["root"]["path"]
+            sources = open_sources(spec, None, os.path.dirname(rootfs))
+            sources.target = os.path.basename(rootfs)
         started = process.spawn(
             (0, 1, 2),
             cg.procs_files(),

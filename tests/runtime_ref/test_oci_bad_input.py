@@ -95,6 +95,17 @@ BAD_CONFIGS = {
         lambda c: c["linux"].update(namespaces=[{"type": "mount"}, {"type": "pid"}]),
         "needs a uts namespace",
     ),
+    "userns-with-joined-ns": (
+        lambda c: c["linux"].update(
+            namespaces=[
+                *({"type": t} for t in ("user", "uts", "mount")),
+                {"type": "network", "path": "/proc/self/ns/net"},
+            ],
+            uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}],
+            gidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}],
+        ),
+        "joining a namespace by path with a new user namespace",
+    ),
     "userns-without-maps": (
         lambda c: c["linux"]["namespaces"].append({"type": "user"}),
         "needs uid and gid mappings",
