@@ -17,6 +17,8 @@ from ..errors import RrefError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..cgroups import Cgroup
 
 
@@ -82,3 +84,40 @@ def remove(cg: Cgroup, made: list[str]) -> list[str]:
         except OSError:
             pass  # another container lives there now, or the user's own
     return left
+
+
+def own_cgroup_mounts(spec: dict[str, Any], cg: Cgroup) -> list[dict[str, Any]]:
+    """The spec's mounts with a `cgroup` mount made of the container's own directories.
+
+    Without a cgroup namespace (podman's default on v1 hosts), a fresh cgroupfs would
+    show the whole hierarchy, and inside a user namespace the kernel refuses to mount
+    one at all; runc binds the container's own directories instead, and so does this:
+    a tmpfs at the destination, then one read-only bind per hierarchy.
+    """
+    from ..cgroups import detect
+
+    new = {ns["type"] for ns in spec["linux"]["namespaces"] if not ns.get("path")}
+    if "cgroup" in new:
+        return list(spec.get("mounts") or [])
+    out: list[dict[str, Any]] = []
+    for m in spec.get("mounts") or []:
+        if m.get("type") != "cgroup":
+            out.append(m)
+            continue
+        opts = [o for o in m.get("options", []) if o in ("nosuid", "noexec", "nodev", "ro")]
+        dest = m["destination"].rstrip("/")
+        out.append(
+            {"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]}
+        )
+        for h in detect().hierarchies:
+            path = cg.paths.get(h.key)
+            if path and os.path.isdir(path):
+                out.append(
+                    {
+                        "destination": f"{dest}/{os.path.basename(h.mountpoint)}",
+                        "type": "bind",
+                        "source": path,
+                        "options": ["rbind", *opts],
+                    }
+                )
+    return out

@@ -111,6 +111,7 @@ def _spawn(store: Store, cid: str, spec: dict[str, Any], cg: Any, rec: dict[str,
             os.write(state_w, json.dumps({**state, "status": "created"}).encode())
         os.close(state_w)
 
+    spec = {**spec, "mounts": cgpath.own_cgroup_mounts(spec, cg)}
     prepare, userns_setup, _ = launch.plan(spec)
     sources = None
     try:
