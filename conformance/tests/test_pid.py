@@ -50,7 +50,8 @@ def test_proc_lists_only_container_processes(runtime):
             ContainerSpec(
                 argv=sh(
                     'echo "pids=$(ls /proc | grep -E "^[0-9]+$" | tr "\\n" " ")"; '
-                    'echo "cmdlines=$(cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" " ")"'
+                    # newlines too: a script's argv (sh -c "a\nb") would end the line
+                    'echo "cmdlines=$(cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0\\n" "  ")"'
                 )
             ),
         )
