@@ -163,3 +163,13 @@ def test_html_has_every_column_and_escapes(make_run):
     page = html.render(doc)
     assert 'data-col="ref@lab-&lt;a&gt;"' in page and 'data-col="runc@lab-b"' in page
     assert "<b>bad</b>" not in page and "&lt;b&gt;bad&lt;/b&gt;" in page
+
+
+def test_allure_history_path_is_absolute(tmp_path, monkeypatch):
+    """A relative OUT (make conformance's default) must not send Allure's history into
+    reports/reports/... (allure runs with its cwd in reports/)."""
+    from reports.allure import config_text
+
+    monkeypatch.chdir(tmp_path)
+    text = config_text("x", [], Path("out/html/history/allure-history.jsonl"))
+    assert f'"{tmp_path}/out/html/history/allure-history.jsonl"' in text, text
