@@ -21,6 +21,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import NoReturn
 
+#: Signals a foreground runtime passes on to the container's init (docker run, runc run).
+FORWARDED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
+
 NS_FLAGS = {
     "user": sc.CLONE_NEWUSER,
     "ipc": sc.CLONE_NEWIPC,

@@ -56,7 +56,7 @@ READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 
 NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "cgroup", "user")
 
-_DEFAULT_MOUNTS: list[dict[str, Any]] = [
+DEFAULT_MOUNTS: list[dict[str, Any]] = [
     {
         "destination": "/proc",
         "type": "proc",
@@ -147,7 +147,7 @@ def default_spec(args: list[str], rootfs: str) -> Spec:
         },
         "root": {"path": rootfs, "readonly": False},
         "hostname": "",
-        "mounts": [{**m, "options": list(m["options"])} for m in _DEFAULT_MOUNTS],
+        "mounts": [{**m, "options": list(m["options"])} for m in DEFAULT_MOUNTS],
         "annotations": {},
         "linux": {
             "namespaces": [{"type": t} for t in NAMESPACES if t != "user"],

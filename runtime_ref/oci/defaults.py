@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..spec import DEFAULT_CAPS, DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS
+from ..spec import DEFAULT_CAPS, DEFAULT_MOUNTS, DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS
 from .config import HOOK_KINDS, NS_TYPES
 from .store import OCI_VERSION
 
@@ -10,50 +10,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_MOUNTS: list[dict[str, Any]] = [
-    {
-        "destination": "/proc",
-        "type": "proc",
-        "source": "proc",
-        "options": ["nosuid", "noexec", "nodev"],
-    },
-    {
-        "destination": "/dev",
-        "type": "tmpfs",
-        "source": "tmpfs",
-        "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
-    },
-    {
-        "destination": "/dev/pts",
-        "type": "devpts",
-        "source": "devpts",
-        "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
-    },
-    {
-        "destination": "/dev/shm",
-        "type": "tmpfs",
-        "source": "shm",
-        "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-    },
-    {
-        "destination": "/dev/mqueue",
-        "type": "mqueue",
-        "source": "mqueue",
-        "options": ["nosuid", "noexec", "nodev"],
-    },
-    {
-        "destination": "/sys",
-        "type": "sysfs",
-        "source": "sysfs",
-        "options": ["nosuid", "noexec", "nodev", "ro"],
-    },
-    {
-        "destination": "/sys/fs/cgroup",
-        "type": "cgroup",
-        "source": "cgroup",
-        "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
-    },
-]
+#: The same default mounts as rref's engine mode gives its containers.
+_MOUNTS = DEFAULT_MOUNTS
 
 
 def default_config() -> dict[str, Any]:
