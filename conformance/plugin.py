@@ -581,6 +581,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the probe backend (its poller thread, the attached tracepoints) before exit."""
+    if _active(config):
+        from probes import backend as probe_backend
+
+        probe_backend.close_all()
+
+
 def _host_summary(state: State) -> dict[str, Any]:
     with contextlib.suppress(Exception):
         state.host_tokens()

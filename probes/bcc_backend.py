@@ -19,6 +19,7 @@ the container's own processes delete, not the runtime's bookkeeping.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes as ct
 import errno
@@ -647,6 +648,10 @@ class BccTracer:
         self.bpf[b"events"].open_ring_buffer(self._on_record)
         self._thread = threading.Thread(target=self._poll, name="conform-bcc-poll", daemon=True)
         self._thread.start()
+        # bcc registered its own cleanup at exit; ours runs first (atexit is last in, first
+        # out): the poller must stop before the ring buffer is freed under it (a SIGSEGV
+        # at interpreter exit otherwise)
+        atexit.register(self.close)
 
     # -- poller --------------------------------------------------------------------------
     def _on_record(self, _ctx: Any, data: Any, _size: int) -> None:
