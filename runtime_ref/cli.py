@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .cliargs import Parser
+from .cliargs import Parser, exit_now
 from .errors import RrefError, UsageError
 
 TYPE_CHECKING = False
@@ -123,13 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> NoReturn:
     """Console-script entry: skip interpreter teardown, which `rref run` would pay for."""
-    code = main()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:
-        code = code or 141
-    os._exit(code)
+    exit_now(main())
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import json
 import os
 import sys
 
-from ..cliargs import Parser
+from ..cliargs import Parser, exit_now
 from ..errors import RrefError
 
 TYPE_CHECKING = False
@@ -192,17 +192,9 @@ def cmd_features(a: argparse.Namespace) -> int:
 
 def cmd_update(a: argparse.Namespace) -> int:
     from . import lifecycle
-    from .config import ConfigError, _resources
+    from .config import ConfigError, _resources, read_object
 
-    try:
-        with open(a.resources) if a.resources != "-" else sys.stdin as f:
-            res = json.load(f)
-    except OSError as e:
-        raise RrefError(f"--resources {a.resources}: {e.strerror}", 1) from None
-    except ValueError as e:
-        raise RrefError(f"--resources {a.resources}: invalid JSON: {e}", 1) from None
-    if not isinstance(res, dict):
-        raise RrefError(f"--resources {a.resources}: not a JSON object", 1)
+    res = read_object(a.resources, "--resources")
     try:
         _resources(res)
     except ConfigError as e:
@@ -371,10 +363,4 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> NoReturn:
     """Console-script entry: skip interpreter teardown (start-up and exit are on the hot path)."""
-    code = main()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:
-        code = code or 141
-    os._exit(code)
+    exit_now(main())

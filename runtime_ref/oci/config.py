@@ -19,6 +19,7 @@ from ..spec import DEFAULT_DEVICES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from ..spec import Spec
@@ -234,15 +235,36 @@ def _capabilities(capset: dict[str, Any], where: str) -> None:
                 raise ConfigError(f"{where}capabilities.{kind}: unknown capability {name!r}")
 
 
+def _objects(items: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(`where[i].`, item) for each item of a JSON list that must hold objects."""
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: not a list")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}[{i}]: not a JSON object")
+        yield f"{where}[{i}].", item
+
+
+def read_object(path: str, option: str) -> dict[str, Any]:
+    """The JSON object in file ``path`` ("-": stdin) given by ``option``; one-line errors."""
+    import sys
+
+    try:
+        with open(path) if path != "-" else sys.stdin as f:
+            doc = json.load(f)
+    except OSError as e:
+        raise RrefError(f"{option} {path}: {e.strerror}", 1) from None
+    except ValueError as e:
+        raise RrefError(f"{option} {path}: invalid JSON: {e}", 1) from None
+    if not isinstance(doc, dict):
+        raise RrefError(f"{option} {path}: not a JSON object", 1)
+    return doc
+
+
 def _mounts(mounts: Any) -> None:
     if mounts is None:
         return
-    if not isinstance(mounts, list):
-        raise ConfigError("mounts: not a list")
-    for i, m in enumerate(mounts):
-        at = f"mounts[{i}]."
-        if not isinstance(m, dict):
-            raise ConfigError(f"mounts[{i}]: not a JSON object")
+    for at, m in _objects(mounts, "mounts"):
         dest = _need(m, "destination", str, at)
         if not dest.startswith("/"):
             raise ConfigError(f"{at}destination: {dest!r} is not an absolute path")
@@ -261,12 +283,7 @@ def _hooks(hooks: Any) -> None:
     for kind, entries in hooks.items():
         if kind not in HOOK_KINDS:
             raise ConfigError(f"hooks.{kind}: not a hook kind ({', '.join(HOOK_KINDS)})")
-        if not isinstance(entries, list):
-            raise ConfigError(f"hooks.{kind}: not a list")
-        for i, h in enumerate(entries):
-            at = f"hooks.{kind}[{i}]."
-            if not isinstance(h, dict):
-                raise ConfigError(f"hooks.{kind}[{i}]: not a JSON object")
+        for at, h in _objects(entries, f"hooks.{kind}"):
             path = _need(h, "path", str, at)
             if not path.startswith("/"):
                 raise ConfigError(f"{at}path: {path!r} is not an absolute path")
@@ -413,12 +430,7 @@ def _check_sysctl(key: str, new: set[str]) -> None:
 def _devices(linux: dict[str, Any]) -> None:
     """Check linux.devices and add the spec's default devices the config does not list."""
     devices = linux.setdefault("devices", [])
-    if not isinstance(devices, list):
-        raise ConfigError("linux.devices: not a list")
-    for i, d in enumerate(devices):
-        at = f"linux.devices[{i}]."
-        if not isinstance(d, dict):
-            raise ConfigError(f"linux.devices[{i}]: not a JSON object")
+    for at, d in _objects(devices, "linux.devices"):
         path = _need(d, "path", str, at)
         if not path.startswith("/dev/"):
             raise ConfigError(f"{at}path: {path!r} is not below /dev")

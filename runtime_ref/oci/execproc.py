@@ -48,15 +48,7 @@ class ExecOptions:
 
 def _process(spec: dict[str, Any], o: ExecOptions) -> dict[str, Any]:
     if o.process_file:
-        try:
-            with open(o.process_file) as f:
-                proc = json.load(f)
-        except OSError as e:
-            raise RrefError(f"--process {o.process_file}: {e.strerror}", 1) from None
-        except ValueError as e:
-            raise RrefError(f"--process {o.process_file}: invalid JSON: {e}", 1) from None
-        if not isinstance(proc, dict):
-            raise RrefError(f"--process {o.process_file}: not a JSON object", 1)
+        proc = config.read_object(o.process_file, "--process")
         proc.setdefault("cwd", "/")
         proc.setdefault("user", {"uid": 0, "gid": 0})
         where = "process file: "
