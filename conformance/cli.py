@@ -487,6 +487,55 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# lane
+# --------------------------------------------------------------------------------------------
+
+
+def _add_lane(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "lane",
+        help="run the tests on another kernel: v2 boots a pure cgroup v2 guest (qemu)",
+        description="Boot Debian's 6.1 kernel under qemu with only cgroup2 mounted, the host's "
+        "root shared read-only, and run there the project's cgroup v2 tests and the suite's "
+        "CG, CGNS, USR, PID, LIFE and SEC-03 behaviours against ref and runc (runner label "
+        "cgroup-v2). Results (junit.xml, summary.json, allure-results) come back to OUT.",
+    )
+    p.add_argument("lane", choices=["v2"], help="which lane (v2: pure cgroup v2)")
+    p.add_argument("--out", default="reports/out/v2", metavar="DIR", help="results directory")
+    p.add_argument(
+        "--only", default="all", choices=["all", "project", "conformance"], help="which step"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=1500.0, metavar="S", help="the whole guest's deadline"
+    )
+    p.set_defaults(func=cmd_lane)
+
+
+def cmd_lane(args: argparse.Namespace) -> int:
+    from lanes import v2
+    from lanes.kernel import LaneError
+
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout:g}: must be more than 0")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        outcome = v2.run(args.out, repo, only=args.only, timeout=args.timeout)
+    except LaneError as e:
+        print(f"{PROG}: lane v2: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"lane v2: guest up in {outcome.boot_seconds:.1f}s, "
+        f"whole guest {outcome.wall_seconds:.0f}s; results in {args.out}"
+    )
+    for s in outcome.steps:
+        state = "passed" if s.code == 0 else f"FAILED (exit {s.code})"
+        print(f"  {s.name}: {state} in {s.seconds}s ({args.out}/{s.name}/output.log)")
+    if not outcome.steps:
+        print(f"{PROG}: lane v2: no step finished (see {args.out}/console.log)", file=sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+# --------------------------------------------------------------------------------------------
 # Parser and entry point
 # --------------------------------------------------------------------------------------------
 
@@ -497,6 +546,7 @@ SUBCOMMANDS: list[Callable[[Any], None]] = [
     _add_list,
     _add_trace,
     _add_report,
+    _add_lane,
 ]
 
 

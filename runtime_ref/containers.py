@@ -382,12 +382,6 @@ def _build(
             security["seccomp"], proc["capabilities"]["bounding"]
         )
     spec["linux"]["resources"].update(parsed["resources"])
-    from .cgroups import detect
-
-    if detect().driver_for("devices") != 1:
-        # cgroup v2 controls devices with an eBPF program, which rref does not load yet:
-        # no device rules rather than a container that cannot start (see docs)
-        spec["linux"]["resources"].pop("devices", None)
     if o.privileged:
         _make_privileged(spec)
     spec["hostname"] = hostname

@@ -38,6 +38,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+V2_LEAF = "rref-leaf"  # v2.LEAF, without importing the driver at start-up
 SIGKILL = 9  # signal.SIGKILL on Linux, without importing signal (and enum) at start-up
 
 __all__ = [
@@ -202,6 +203,8 @@ class Cgroup:
         bases: dict[str, str] = {}
         for h in layout.hierarchies:
             base = parent if parent is not None else layout.own.get(h.key, "/")
+            if parent is None and h.version == 2 and os.path.basename(base) == V2_LEAF:
+                base = os.path.dirname(base)  # rref moved the caller there: hang beside it
             bases[h.key] = _host_dir(h, base)
             paths[h.key] = os.path.join(bases[h.key], name)
         return cls(paths, bases)
@@ -268,7 +271,8 @@ class Cgroup:
                 f"cgroup controller {controller} is not available on this host "
                 "(no v1 hierarchy serves it and cgroup2 is not mounted)"
             )
-        v2.enable_controller(u, self.base("unified"), controller)
+        h = detect().unified()
+        v2.enable_controller(u, self.base("unified"), controller, h.mountpoint if h else "")
         return u
 
     # -- limits -----------------------------------------------------------------------
@@ -290,13 +294,18 @@ class Cgroup:
                 v2.SETTERS[controller](u, values)
         rules = resources.get("devices")
         if rules:
-            d = self.v1_dir("devices")
-            if d is None:
+            v1_devices, unified = self.v1_dir("devices"), self.v2_dir()
+            if v1_devices is not None:
+                v1.set_devices(v1_devices, rules)
+            elif unified is not None:
+                from . import devices_bpf
+
+                devices_bpf.attach(unified, rules)
+            else:
                 raise CgroupUnsupported(
-                    "device rules need the cgroup v1 devices controller: "
-                    "cgroup v2 device control (eBPF) is not implemented"
+                    "device rules need the cgroup v1 devices controller or cgroup2 "
+                    "(an eBPF device program): neither is mounted here"
                 )
-            v1.set_devices(d, rules)
 
     def update(self, resources: dict[str, Any] | None) -> None:
         """Change a running container's limits: validate, then apply."""

@@ -1,12 +1,17 @@
 """cgroup v2 driver: one directory in the unified hierarchy.
 
 A v2 controller's files appear in a cgroup only once every ancestor has the
-controller in cgroup.subtree_control; `enable_controller` turns it on in the
-ancestors rref created and refuses to write anywhere above them.
+controller in cgroup.subtree_control; `enable_controller` turns it on from the
+cgroup rref's containers hang below, as runc's v2 manager does from its root,
+but writes to that cgroup only when it is delegated to rref (`delegated`), and
+never above it. A delegated cgroup that holds processes (the caller's own, on a
+systemd host a Delegate=yes scope) cannot enable controllers for its children:
+its processes move into a leaf, rref-leaf, first.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -27,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["SETTERS", "cpu_weight", "enable_controller", "swap_max"]
+__all__ = ["LEAF", "SETTERS", "cpu_weight", "delegated", "enable_controller", "swap_max"]
 
 
 def _file(name: str) -> str:
@@ -43,11 +48,34 @@ WEIGHT, CPU_MAX = _file("cpu_shares"), _file("cpu_quota")
 IO_WEIGHTS = (_file("blkio_weight"), "io.bfq.weight")
 
 
-def enable_controller(cgdir: str, base: str, controller: str) -> None:
-    """Make `controller` available in `cgdir`, writing subtree_control only below `base`.
+#: the leaf rref moves a delegated cgroup's own processes into, so that the cgroup may
+#: enable controllers for its children (a non-root v2 cgroup with processes cannot)
+LEAF = "rref-leaf"
 
-    `base` (the caller's own cgroup or the parent it was given) must already
-    delegate the controller; every directory between it and `cgdir` is ours.
+
+def delegated(d: str, mountpoint: str) -> bool:
+    """Whether rref may organise `d`: the root of its cgroup2 mount, or a delegated cgroup.
+
+    The root (of the host, or of a cgroup namespace) is the caller's own when the caller
+    runs in it; a service manager marks what it hands over (systemd's Delegate=yes sets
+    trusted.delegate=1; user.delegate=1 is the unprivileged form).
+    """
+    if os.path.normpath(d) == os.path.normpath(mountpoint):
+        return True
+    for attr in ("trusted.delegate", "user.delegate"):
+        try:
+            if os.getxattr(d, attr).strip() == b"1":
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def enable_controller(cgdir: str, base: str, controller: str, mountpoint: str = "") -> None:
+    """Make `controller` available in `cgdir`, enabling it from `base` down.
+
+    `base` (the caller's own cgroup or the parent it was given) is written to only when
+    it is delegated to rref (`delegated`); every directory between it and `cgdir` is ours.
     """
     base = base.rstrip("/")
     parent = os.path.dirname(cgdir)
@@ -64,11 +92,58 @@ def enable_controller(cgdir: str, base: str, controller: str) -> None:
         if controller in (read_value(d, "cgroup.subtree_control") or "").split():
             continue
         if i == 0:
-            raise CgroupError(
-                f"cgroup v2 controller {controller} is not enabled in "
-                f"{d}/cgroup.subtree_control (rref does not write there)"
-            )
-        write_value(d, "cgroup.subtree_control", f"+{controller}")
+            if not (mountpoint and delegated(d, mountpoint)):
+                raise CgroupError(
+                    f"cgroup v2 controller {controller} is not enabled in "
+                    f"{d}/cgroup.subtree_control, and {d} is not delegated to rref "
+                    "(run rref in a delegated cgroup, e.g. systemd-run --scope -p Delegate=yes, "
+                    f"or give --cgroup-parent a cgroup that enables {controller})"
+                )
+            _enable_delegated(d, controller)
+        else:
+            write_value(d, "cgroup.subtree_control", f"+{controller}")
+
+
+def _enable_delegated(d: str, controller: str, timeout: float = WAIT) -> None:
+    """Enable `controller` for d's children; first move d's processes into d/rref-leaf
+    when the no-internal-process rule refuses (EBUSY: d is a populated non-root cgroup)."""
+    path = os.path.join(d, "cgroup.subtree_control")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, f"+{controller}".encode())
+            finally:
+                os.close(fd)
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise CgroupError(
+                    f"cannot set cgroup.subtree_control to +{controller}: {e.strerror} ({d})"
+                ) from None
+        _vacate(d)
+
+
+def _vacate(d: str) -> None:
+    """Move every process of `d` into its leaf (processes forked meanwhile: the caller retries)."""
+    leaf = os.path.join(d, LEAF)
+    try:
+        os.mkdir(leaf)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise CgroupError(f"cannot create {leaf}: {e.strerror}") from None
+    for pid in (read_value(d, "cgroup.procs") or "").split():
+        try:
+            fd = os.open(os.path.join(leaf, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, pid.encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            if e.errno != errno.ESRCH:  # exited meanwhile
+                raise CgroupError(f"cannot move process {pid} into {leaf}: {e.strerror}") from None
 
 
 def swap_max(swap: int | None, limit: int | None) -> int | None:

@@ -12,6 +12,8 @@ import errno
 import fcntl
 import os
 import signal
+import stat
+import struct
 import subprocess
 import sys
 import time
@@ -27,6 +29,7 @@ from runtime_ref.cgroups import (
     CgroupUnsupported,
     Layout,
     detect,
+    devices_bpf,
     parse_cpuset,
     parse_flat_keyed,
     parse_limit,
@@ -40,7 +43,28 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 def v1_only() -> Layout:
     lay = detect()
-    return Layout([h for h in lay.hierarchies if h.version == 1], lay.own)
+    v1 = [h for h in lay.hierarchies if h.version == 1]
+    if not v1:
+        pytest.skip("no cgroup v1 hierarchy here (pure v2: tests/runtime_ref/test_cgroup_v2.py)")
+    return Layout(v1, lay.own)
+
+
+def v1_dir(cg: Cgroup, controller: str) -> str:
+    """The v1 directory serving `controller`; skip on a host where v2 serves it instead."""
+    d = cg.v1_dir(controller)
+    if d is None:
+        pytest.skip(f"cgroup v2 serves {controller} here: test_cgroup_v2.py checks its v2 files")
+    return d
+
+
+def file_for(cg: Cgroup, controller: str, v1: str, v2: str) -> tuple[str, str]:
+    """(directory, file) of a limit on whichever version serves `controller` here."""
+    d = cg.v1_dir(controller)
+    if d is not None:
+        return d, v1
+    u = cg.v2_dir()
+    assert u is not None
+    return u, v2
 
 
 def v2_only() -> Layout:
@@ -190,7 +214,7 @@ def cpu_ticks(pid: int) -> int:
 
 def test_memory_limits_read_back_page_aligned(box: Box) -> None:
     cg = box.cgroup()
-    d = cg.v1_dir("memory")
+    d = v1_dir(cg, "memory")
     assert cg.stats()["memory"]["limit"] is None  # a new cgroup is unlimited
     cg.apply({"memory": {"limit": 100_000_000, "reservation": 50 * MiB, "disableOOMKiller": True}})
     assert int(read(d, "memory.limit_in_bytes")) == 100_000_000 // PAGE * PAGE
@@ -214,11 +238,10 @@ def test_kernel_refusal_names_file_value_and_dir(box: Box) -> None:
     cg = box.cgroup()
     with pytest.raises(CgroupError) as e:
         cg.apply({"cpu": {"quota": 5}})  # validate() refuses this; the kernel does too
-    assert str(e.value) == (
-        f"cannot set cpu.cfs_quota_us to 5: Invalid argument ({cg.v1_dir('cpu')})"
-    )
+    d, f = file_for(cg, "cpu", "cpu.cfs_quota_us", "cpu.max")
+    assert str(e.value) == f"cannot set {f} to 5: Invalid argument ({d})"
     d = cg.v1_dir("memory")
-    if os.path.exists(os.path.join(d, "memory.memsw.limit_in_bytes")):
+    if d is not None and os.path.exists(os.path.join(d, "memory.memsw.limit_in_bytes")):
         cg.apply({"memory": {"limit": 64 * MiB}})
         with pytest.raises(CgroupError) as e:
             cg.apply({"memory": {"swap": 16 * MiB}})  # memsw below memory
@@ -293,7 +316,8 @@ def test_pids_limit_stops_the_fifth_task(box: Box) -> None:
 def test_cpu_quota_throttles_to_half_a_cpu(box: Box) -> None:
     cg = box.cgroup()
     cg.apply({"cpu": {"quota": 50000, "period": 100000}})
-    assert read(cg.v1_dir("cpu"), "cpu.cfs_quota_us") == "50000"
+    d, f = file_for(cg, "cpu", "cpu.cfs_quota_us", "cpu.max")
+    assert read(d, f) == ("50000" if f == "cpu.cfs_quota_us" else "50000 100000")
 
     def spin(w: int) -> None:
         t0, c0 = time.monotonic(), time.process_time()
@@ -317,7 +341,8 @@ def test_cpu_quota_throttles_to_half_a_cpu(box: Box) -> None:
 def test_cpuset_pins_the_child(box: Box) -> None:
     cg = box.cgroup()
     cg.apply({"cpu": {"cpus": "0", "mems": "0"}})
-    assert read(cg.v1_dir("cpuset"), "cpuset.cpus") == "0"
+    d, f = file_for(cg, "cpuset", "cpuset.cpus", "cpuset.cpus.effective")
+    assert read(d, f) == "0"
 
     def affinity(w: int) -> None:
         os.write(w, ",".join(map(str, sorted(os.sched_getaffinity(0)))).encode())
@@ -329,7 +354,7 @@ def test_cpuset_pins_the_child(box: Box) -> None:
 
 
 def test_freeze_stops_progress_and_thaw_resumes_v1(box: Box) -> None:
-    cg = box.cgroup()
+    cg = box.cgroup(v1_only())
     pid, r = box.spawn(cg, ticker)
     assert ticks_within(r), "the child is not ticking"
     cg.freeze()
@@ -359,7 +384,7 @@ def test_kill_all_thaws_a_frozen_v1_cgroup(box: Box) -> None:
 
 
 def test_device_rules_v1(box: Box) -> None:
-    cg = box.cgroup()
+    cg = box.cgroup(v1_only())
     cg.apply(
         {
             "devices": [
@@ -389,7 +414,7 @@ def test_device_rules_v1(box: Box) -> None:
 
 def test_blkio_weight_v1(box: Box) -> None:
     cg = box.cgroup()
-    d = cg.v1_dir("blkio")
+    d = v1_dir(cg, "blkio")
     name = next(
         (n for n in ("blkio.weight", "blkio.bfq.weight") if os.path.exists(os.path.join(d, n))),
         None,
@@ -420,16 +445,17 @@ def test_missing_optional_files_on_a_plain_directory(tmp_path: os.PathLike[str])
 
 def test_update_validates_before_writing(box: Box) -> None:
     cg = box.cgroup()
-    d = cg.v1_dir("memory")
+    d, f = file_for(cg, "memory", "memory.limit_in_bytes", "memory.max")
+    pd, _ = file_for(cg, "pids", "pids.max", "pids.max")
     _, r = box.spawn(cg, ticker)
     cg.update({"memory": {"limit": 64 * MiB}, "pids": {"limit": 20}})
-    assert int(read(d, "memory.limit_in_bytes")) == 64 * MiB
+    assert int(read(d, f)) == 64 * MiB
     with pytest.raises(CgroupError, match="Minimum memory limit allowed is 6MB"):
         cg.update({"memory": {"limit": 1 * MiB}, "pids": {"limit": 3}})
-    assert int(read(d, "memory.limit_in_bytes")) == 64 * MiB
-    assert read(cg.v1_dir("pids"), "pids.max") == "20"
+    assert int(read(d, f)) == 64 * MiB
+    assert read(pd, "pids.max") == "20"
     cg.update({"pids": {"limit": -1}})
-    assert read(cg.v1_dir("pids"), "pids.max") == "max"
+    assert read(pd, "pids.max") == "max"
     assert cg.stats()["pids"] == {"current": 1, "limit": None}
     os.close(r)
 
@@ -497,42 +523,160 @@ def test_v2_kill_reaches_a_frozen_cgroup(box: Box) -> None:
 def test_v2_missing_controllers_are_clear_errors(box: Box) -> None:
     lay = v2_only()
     root = lay.hierarchies[0].mountpoint
-    have = set(read(root, "cgroup.controllers").split())
+    offered = set(read(root, "cgroup.subtree_control").split())
     cg = box.cgroup(lay, sub="rref-inner")
     u = cg.v2_dir()
+    assert u is not None
     parent = os.path.dirname(u)
     assert cg.base("unified") == root
-    if "memory" not in have:
+    # a cgroup below the root that is not delegated (no delegate xattr, not the mount's
+    # root) is never written to: the controller is either not offered or not delegated
+    for ctrl in ("hugetlb", "memory", "pids"):
         with pytest.raises(CgroupError) as e:
-            cg.apply({"memory": {"limit": 64 * MiB}})
-        assert str(e.value) == f"cgroup v2 controller memory is not available in {root}"
-    if "pids" not in have:
-        with pytest.raises(CgroupError, match=f"controller pids is not available in {root}$"):
-            cg.apply({"pids": {"limit": 5}})
-    # our own parent is below the root: if the root lacks a controller, so does it
-    with pytest.raises(CgroupError) as e:
-        cgv2.enable_controller(u, parent, "hugetlb")
-    assert str(e.value) == f"cgroup v2 controller hugetlb is not available in {parent}"
-    # the root (not ours) may have hugetlb without delegating it: never written to
-    before = read(root, "cgroup.subtree_control")
-    if "hugetlb" in have and "hugetlb" not in before.split():
-        with pytest.raises(CgroupError) as e:
-            cgv2.enable_controller(u, root, "hugetlb")
-        assert str(e.value) == (
-            f"cgroup v2 controller hugetlb is not enabled in "
-            f"{root}/cgroup.subtree_control (rref does not write there)"
-        )
-    assert read(root, "cgroup.subtree_control") == before
+            cgv2.enable_controller(u, parent, ctrl, root)
+        if ctrl in offered:
+            assert str(e.value).startswith(
+                f"cgroup v2 controller {ctrl} is not enabled in {parent}/cgroup.subtree_control,"
+                f" and {parent} is not delegated to rref"
+            ), e.value
+        else:
+            assert str(e.value) == f"cgroup v2 controller {ctrl} is not available in {parent}"
+        assert "\n" not in str(e.value)
     assert read(parent, "cgroup.subtree_control") == ""
+    assert not os.path.exists(os.path.join(parent, cgv2.LEAF))
 
 
-def test_v2_device_rules_are_not_faked(box: Box) -> None:
+def test_v2_delegation_marks(box: Box) -> None:
+    """The mount's root and cgroups marked trusted.delegate or user.delegate are ours."""
+    lay = v2_only()
+    root = lay.hierarchies[0].mountpoint
+    cg = box.cgroup(lay)
+    u = cg.v2_dir()
+    assert u is not None
+    assert cgv2.delegated(root, root)
+    assert not cgv2.delegated(u, root)
+    for attr in ("trusted.delegate", "user.delegate"):
+        os.setxattr(u, attr, b"1")
+        assert cgv2.delegated(u, root)
+        os.removexattr(u, attr)
+    os.setxattr(u, "user.delegate", b"0")
+    assert not cgv2.delegated(u, root)
+
+
+DEVICE_RULES = [
+    {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},  # null
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "r"},  # zero: read only
+    {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"},  # later rule wins
+    {"allow": True, "type": "c", "major": None, "minor": None, "access": "m"},
+]
+DEVICE_TRIES = (
+    ("/dev/null", os.O_RDONLY),
+    ("/dev/null", os.O_WRONLY),
+    ("/dev/zero", os.O_RDONLY),
+    ("/dev/zero", os.O_WRONLY),
+    ("/dev/full", os.O_RDONLY),
+)
+
+
+def test_v2_device_program_enforces_rules_in_order(box: Box, tmp_path: os.PathLike[str]) -> None:
+    """cgroup v2 device rules are an eBPF program attached to the cgroup (as runc does);
+    the v1 meaning holds: deny all first, a later rule overrides an earlier one."""
     cg = box.cgroup(v2_only())
-    with pytest.raises(CgroupUnsupported) as e:
-        cg.apply({"devices": [{"allow": False, "access": "rwm"}]})
-    assert isinstance(e.value, NotImplementedError)
-    assert "\n" not in str(e.value) and "eBPF" in str(e.value)
-    cg.apply({"devices": []})  # nothing asked, nothing refused
+    u = cg.v2_dir()
+    assert u is not None
+    cg.apply({"devices": DEVICE_RULES})
+    assert devices_bpf.attached(u) == 1
+    node = os.path.join(os.fspath(tmp_path), "rref-kmsg")
+
+    def opener(w: int) -> None:
+        out = []
+        for dev, mode in DEVICE_TRIES:
+            try:
+                os.close(os.open(dev, mode))
+                out.append("ok")
+            except OSError as e:
+                out.append(errno.errorcode[e.errno or 0])
+        try:  # mknod is allowed for every char device; opening this one is not
+            os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(1, 11))
+            out.append("mknod")
+            os.close(os.open(node, os.O_RDONLY))
+            out.append("ok")
+        except OSError as e:
+            out.append(errno.errorcode[e.errno or 0])
+        os.write(w, " ".join(out).encode())
+
+    pid, r = box.spawn(cg, opener)
+    box.reap(pid)
+    got = os.read(r, 128).decode().split()
+    os.close(r)
+    assert got == ["ok", "EPERM", "ok", "EPERM", "EPERM", "mknod", "EPERM"]
+
+
+def test_v2_device_program_matches_the_rules_everywhere() -> None:
+    """The assembled program, run by a small eBPF interpreter over every combination of
+    device and access, agrees with the rules read as v1 does (no kernel needed)."""
+    from runtime_ref.spec import default_device_rules
+
+    for rules in (DEVICE_RULES, default_device_rules(), [{"allow": True, "access": "rwm"}]):
+        code = devices_bpf.program(rules)
+        for kind in (devices_bpf.DEV_BLOCK, devices_bpf.DEV_CHAR):
+            for major, minor in ((1, 3), (1, 5), (1, 7), (5, 2), (136, 4), (8, 0)):
+                for access in range(1, 8):
+                    want = _v1_allows(rules, kind, major, minor, access)
+                    got = _run_bpf(code, (access << 16) | kind, major, minor)
+                    assert got == want, (rules, kind, major, minor, access)
+
+
+def _v1_allows(rules: list[dict[str, object]], kind: int, major: int, minor: int, acc: int) -> int:
+    kinds = {"a": None, "b": devices_bpf.DEV_BLOCK, "c": devices_bpf.DEV_CHAR}
+    for bit, ch in ((1, "m"), (2, "r"), (4, "w")):
+        if not acc & bit:
+            continue
+        verdict = False
+        for r in rules:
+            k = kinds[str(r.get("type") or "a")]
+            if (
+                ch in str(r.get("access") or "rwm")
+                and k in (None, kind)
+                and r.get("major") in (None, -1, major)
+                and r.get("minor") in (None, -1, minor)
+            ):
+                verdict = bool(r.get("allow"))
+        if not verdict:
+            return 0
+    return 1
+
+
+def _run_bpf(code: bytes, access_type: int, major: int, minor: int) -> int:
+    """Interpret the opcodes devices_bpf emits, over one bpf_cgroup_dev_ctx."""
+    ctx = struct.pack("<III", access_type, major, minor)
+    reg = [0] * 11
+    pc = 0
+    while True:
+        op, regs, off, imm = struct.unpack_from("<BBhi", code, pc * 8)
+        dst, src = regs & 0xF, regs >> 4
+        pc += 1
+        if op == devices_bpf.LDX_W:
+            reg[dst] = struct.unpack_from("<I", ctx, off)[0]
+        elif op == devices_bpf.ALU64_MOV_X:
+            reg[dst] = reg[src]
+        elif op == devices_bpf.ALU64_MOV_K:
+            reg[dst] = imm
+        elif op == devices_bpf.ALU64_AND_K:
+            reg[dst] &= imm
+        elif op == devices_bpf.ALU64_RSH_K:
+            reg[dst] >>= imm
+        elif op == devices_bpf.JA:
+            pc += off
+        elif op == devices_bpf.JEQ_K:
+            pc += off if reg[dst] == imm else 0
+        elif op == devices_bpf.JNE_K:
+            pc += off if reg[dst] != imm else 0
+        elif op == devices_bpf.EXIT:
+            return int(reg[0])
+        else:
+            raise AssertionError(f"unexpected opcode {op:#x}")
 
 
 def test_v2_memory_enforcement(box: Box) -> None:
