@@ -4,13 +4,23 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: setup test conformance lint bench clean
+.PHONY: setup test test-v2 conformance lint bench clean
 
 setup:
 	@bash scripts/setup-host.sh
 
 test: setup
 	$(PYTEST) -n 2 -q tests
+
+# The pure cgroup v2 lane: a qemu guest (Debian's 6.1 kernel, only cgroup2 mounted, this
+# host's root shared read-only) runs the project's cgroup v2 tests and the suite's CG, CGNS,
+# USR, PID, LIFE and SEC-03 behaviours against ref and runc (runner label cgroup-v2).
+# Results (junit.xml, summary.json, allure-results, the guest's console) go to $(V2_OUT);
+# `conform report $(RESULTS) $(V2_OUT) -o DIR` shows v1 and v2 side by side.
+V2_OUT ?= reports/out/v2
+test-v2: setup
+	@bash scripts/setup-lane.sh
+	$(VENV)/bin/conform lane v2 --out $(V2_OUT)
 
 # The main job: describe the host, verify every behaviour against rref, render the
 # HTML report (even when behaviours fail) and print where it is.

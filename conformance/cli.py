@@ -64,7 +64,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     probe_backend.close_all()
     auto = next((name for name, (ok, _) in probes.items() if ok), "none")
     if args.json:
+        from conformance.runfacts import lane
+
         doc = hostinfo.host_dict(info)
+        doc["lane"] = {"name": lane(), "cgroup_mode": info.cgroups.mode}
         doc["probes"] = {
             **{name: {"ok": ok, "detail": detail} for name, (ok, detail) in probes.items()},
             "auto": auto,
@@ -121,7 +124,10 @@ def _doctor_sections(info: Any) -> list[tuple[str, list[Row]]]:
         rows.append(("ok", "capabilities", f"all {len(priv.effective)} effective"))
     sections.append(("Privileges", rows))
 
+    from conformance.runfacts import lane
+
     rows = [("ok" if cg.mode != "none" else "missing", "mode", cg.mode)]
+    rows.append(("info", "lane", f"{lane()}: results of this run are cgroup {cg.mode}"))
     for m in cg.mounts:
         what = ",".join(m.controllers) or (f"name={m.name}" if m.name else "")
         if m.version == 2:

@@ -64,6 +64,12 @@ def runtime_version(kind: str, target: str, tools: dict[str, Any]) -> str:
     return _first_line([target, "--version"]) or "unknown"
 
 
+def lane() -> str:
+    """Where this run happens: "host", or the lane's name when the v2 lane's guest runs it."""
+    name = os.environ.get("CONFORM_LANE", "").strip()
+    return f"{name} guest" if name else "host"
+
+
 def collect(
     choices: list[Any], label: str | None = None, probe_backend: str | None = None
 ) -> dict[str, Any]:
@@ -83,6 +89,7 @@ def collect(
         "arch": info.kernel.machine,
         "distro": distro(),
         "cgroup_mode": cg.mode,
+        "lane": lane(),
         "cgroup_controllers": {c: w.version for c, w in sorted(cg.controllers.items())},
         "harness_version": harness_version(),
         "python": platform.python_version(),

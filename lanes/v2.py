@@ -63,9 +63,11 @@ class Outcome:
         return bool(self.steps) and all(s.code == 0 for s in self.steps)
 
 
-def keyword(behaviours: tuple[str, ...] = BEHAVIOURS) -> str:
-    """A pytest -k expression selecting tests whose behaviour ID starts with one of these."""
-    return " or ".join(b.replace("-", "_") for b in behaviours)
+def behaviour_ids(prefixes: tuple[str, ...] = BEHAVIOURS) -> list[str]:
+    """The catalogue's IDs in these areas (CG-01, CG-02, ...) or named exactly (SEC-03)."""
+    from conformance.catalogue import load
+
+    return [b for b in load().ids() if any(b == p or b.startswith(p + "-") for p in prefixes)]
 
 
 def steps(repo: str, workers: int = 2, only: str = "all") -> list[Step]:
@@ -112,8 +114,8 @@ def steps(repo: str, workers: int = 2, only: str = "all") -> list[Step]:
                     LABEL,
                     "-p",
                     "no:cacheprovider",
-                    "-k",
-                    keyword(),
+                    "--behaviour",
+                    ",".join(behaviour_ids()),
                 ],
                 900,
             )

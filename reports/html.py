@@ -161,7 +161,8 @@ def _matrix(doc: dict[str, Any]) -> list[str]:
         out.append(
             f'<th data-col="{escape(c["key"])}">{escape(c["runtime"])}<br>'
             f"{escape(c['runner'])}<br><span class=lvl>{escape(str(c['kernel']))}<br>"
-            f"cgroup {escape(str(c['cgroup_mode']))}</span></th>"
+            f"cgroup {escape(str(c['cgroup_mode']))} ({escape(str(c.get('lane') or 'host'))})"
+            "</span></th>"
         )
     out.append("</tr></thead>")
     span = len(cols) + 1

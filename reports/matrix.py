@@ -55,6 +55,7 @@ def _runner(run: Run) -> dict[str, Any]:
             "arch",
             "cgroup_mode",
             "cgroup_controllers",
+            "lane",
             "harness_version",
             "probe_backend",
             "created",
@@ -100,6 +101,7 @@ def build(
                     "version": run.runner.get("runtimes", {}).get(rt, "unknown"),
                     "kernel": run.runner.get("kernel"),
                     "cgroup_mode": run.runner.get("cgroup_mode"),
+                    "lane": run.runner.get("lane") or "host",
                     "distro": run.runner.get("distro"),
                     "counts": col_counts,
                     "tests": sum(1 for t in run.tests if t.runtime == rt),
@@ -200,7 +202,8 @@ def render_md(doc: dict[str, Any]) -> str:
         cg = ", ".join(f"{k} {v}" for k, v in (r.get("cgroup_controllers") or {}).items())
         out.append(
             f"- runner **{r['label']}**: {r.get('distro')}, kernel {r.get('kernel')}, "
-            f"cgroups {r.get('cgroup_mode')} ({cg}), probes {r.get('probe_backend')}"
+            f"cgroups {r.get('cgroup_mode')} ({cg}), lane {r.get('lane') or 'host'}, "
+            f"probes {r.get('probe_backend')}"
         )
     out.append("")
     out.append("| column | version | " + " | ".join(LABELS[v] for v in VERDICTS) + " |")
