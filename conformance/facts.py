@@ -169,7 +169,8 @@ def read_in_root(pid: int, path: str) -> str | None:
 
 
 def cgroup_paths(pid: int | str) -> dict[str, str]:
-    """controller -> cgroup path of ``pid`` (v2's unified entry under the key "")."""
+    """controller -> cgroup path of ``pid`` (v2's unified entry under the key "", and under
+    each controller cgroup v2 serves here)."""
     text = Path(f"/proc/{pid}/cgroup").read_text()
     evidence.note("host", f"/proc/{pid}/cgroup", text)
     out: dict[str, str] = {}
@@ -178,6 +179,10 @@ def cgroup_paths(pid: int | str) -> dict[str, str]:
             out[""] = m.path
         for c in m.controllers:
             out[c] = m.path
+    if "" in out:  # controllers v2 serves have no line of their own: the unified path's
+        for c, hier in hierarchies().items():
+            if hier.version == 2:
+                out.setdefault(c, out[""])
     return out
 
 
@@ -202,11 +207,14 @@ def hierarchies() -> dict[str, Hierarchy]:
 def cgroup_dirs(pid: int | str) -> dict[str, Path]:
     """controller -> host directory of ``pid``'s cgroup (every mounted hierarchy)."""
     h = hierarchies()
-    return {
-        c: Path(h[c].mount_point + (p if p != "/" else ""))
-        for c, p in cgroup_paths(pid).items()
-        if c in h
-    }
+    paths = cgroup_paths(pid)
+    out: dict[str, Path] = {}
+    for c, hier in h.items():
+        # a v2 controller has no line of its own: the unified ("0::") path serves them all
+        p = paths.get(c) if hier.version == 1 else paths.get("")
+        if p is not None:
+            out[c] = Path(hier.mount_point + (p if p != "/" else ""))
+    return out
 
 
 def _flat(text: str | None) -> dict[str, int]:

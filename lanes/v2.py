@@ -176,15 +176,16 @@ def boot_seconds(console: str) -> float:
     return float("nan")
 
 
-def run(
+def boot_guest(
     out: str,
     repo: str,
-    only: str = "all",
-    timeout: float = 1500,
+    script: str,
+    timeout: float,
     cache: str = kernel.CACHE,
     busybox: str = "/bin/busybox",
-) -> Outcome:
-    """Prepare, boot and run the lane; results land in `out` (emptied first)."""
+) -> tuple[kernel.Kernel, float, float]:
+    """Boot a guest that runs `script` (as guest.sh) with `out` as its results share, emptied
+    first; (kernel, seconds to the guest's "up" line, qemu's wall seconds)."""
     repo = os.path.abspath(repo)
     out = os.path.abspath(out)
     if not os.path.exists(os.path.join(repo, ".venv", "bin", "python")):
@@ -194,20 +195,33 @@ def run(
     k = kernel.prepare(cache)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    plan = steps(repo, only=only)
     with open(os.path.join(out, "guest.sh"), "w") as f:
-        f.write(guest_script(repo, plan))
-    initrd = os.path.join(cache, "initrd-conform-lane")
-    with open(initrd + ".tmp", "wb") as f:
+        f.write(script)
+    initrd = os.path.join(out, ".initrd")
+    with open(initrd, "wb") as f:
         f.write(initramfs.build(busybox, k.modules, repo))
-    os.replace(initrd + ".tmp", initrd)
     console = os.path.join(out, "console.log")
-    boot = qemu.Boot(k.vmlinuz, initrd, out, repo, console)
     start = time.monotonic()
-    qemu.run(boot, timeout)
-    outcome = Outcome(boot_seconds(console), time.monotonic() - start, read_results(out))
+    qemu.run(qemu.Boot(k.vmlinuz, initrd, out, repo, console), timeout)
+    wall = time.monotonic() - start
+    os.unlink(initrd)
     if not os.path.exists(os.path.join(out, "rc")):
-        raise LaneError(f"the guest stopped before running the lane (its console: {console})")
+        raise LaneError(f"the guest stopped before running its script (its console: {console})")
+    return k, boot_seconds(console), wall
+
+
+def run(
+    out: str,
+    repo: str,
+    only: str = "all",
+    timeout: float = 1500,
+    cache: str = kernel.CACHE,
+    busybox: str = "/bin/busybox",
+) -> Outcome:
+    """Prepare, boot and run the lane; results land in `out` (emptied first)."""
+    script = guest_script(os.path.abspath(repo), steps(os.path.abspath(repo), only=only))
+    k, up, wall = boot_guest(out, repo, script, timeout, cache, busybox)
+    outcome = Outcome(up, wall, read_results(out))
     with open(os.path.join(out, "lane.json"), "w") as f:
         json.dump(
             {
