@@ -19,7 +19,6 @@ test: setup
 # `conform report $(RESULTS) $(V2_OUT) -o DIR` shows v1 and v2 side by side.
 V2_OUT ?= reports/out/v2
 test-v2: setup
-	@bash scripts/setup-lane.sh
 	$(VENV)/bin/conform lane v2 --out $(V2_OUT)
 
 # The main job: describe the host, verify every behaviour against rref, render the

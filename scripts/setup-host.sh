@@ -33,6 +33,9 @@ if ! command -v chromium >/dev/null 2>&1 && apt-cache show chromium >/dev/null 2
     >/dev/null 2>&1 || echo "setup: chromium could not be installed: the browser test will skip"
 fi
 
+# qemu and busybox-static for the pure cgroup v2 lane (make test-v2; tests/lanes boot it).
+bash scripts/setup-lane.sh
+
 # tracefs for the probes (harmless when already mounted or unavailable).
 if [ -d /sys/kernel/tracing ] && [ ! -e /sys/kernel/tracing/events ]; then
   mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import RREF, Rref
+from ocikit import Oci
 
 from runtime_ref.cgroups import detect, parse_flat_keyed
 
@@ -345,3 +346,23 @@ def test_memory_high_throttles_without_killing() -> None:
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=30)
         _rmdir(d)
+
+
+def test_oci_absolute_cgroups_path_is_enabled_from_the_root(oci: Oci) -> None:
+    """rref-oci given an absolute cgroupsPath (as podman's cgroupfs manager gives one)
+    enables the controllers down that path, as runc does, and enforces the limits there;
+    delete removes the directories it made."""
+    cid = oci.new_id()
+    top = f"rref-oci-v2-{uuid.uuid4().hex[:8]}"
+    bundle = oci.bundle(
+        ["sh", "-c", f"cat /proc/self/cgroup; {HOG}"],
+        linux_resources={
+            "memory": {"limit": 32 * MiB, "swap": 32 * MiB},
+            "pids": {"limit": 17},
+        },
+        linux_cgroupsPath=f"/{top}/{cid}",
+    )
+    p = oci("run", "-b", str(bundle), cid, check=False, timeout=120)
+    assert p.returncode == 137, p.stderr  # memory.max reached the container: OOM-killed
+    oci("delete", "-f", cid, check=False)
+    assert not os.path.exists(os.path.join(ROOT, top))  # run removed what it made

@@ -523,7 +523,6 @@ def test_v2_kill_reaches_a_frozen_cgroup(box: Box) -> None:
 def test_v2_missing_controllers_are_clear_errors(box: Box) -> None:
     lay = v2_only()
     root = lay.hierarchies[0].mountpoint
-    offered = set(read(root, "cgroup.subtree_control").split())
     cg = box.cgroup(lay, sub="rref-inner")
     u = cg.v2_dir()
     assert u is not None
@@ -531,16 +530,16 @@ def test_v2_missing_controllers_are_clear_errors(box: Box) -> None:
     assert cg.base("unified") == root
     # a cgroup below the root that is not delegated (no delegate xattr, not the mount's
     # root) is never written to: the controller is either not offered or not delegated
+    # (which of the two depends on the root's subtree_control, which parallel tests change)
     for ctrl in ("hugetlb", "memory", "pids"):
         with pytest.raises(CgroupError) as e:
             cgv2.enable_controller(u, parent, ctrl, root)
-        if ctrl in offered:
-            assert str(e.value).startswith(
-                f"cgroup v2 controller {ctrl} is not enabled in {parent}/cgroup.subtree_control,"
-                f" and {parent} is not delegated to rref"
-            ), e.value
-        else:
-            assert str(e.value) == f"cgroup v2 controller {ctrl} is not available in {parent}"
+        assert str(e.value) == (f"cgroup v2 controller {ctrl} is not available in {parent}") or str(
+            e.value
+        ).startswith(
+            f"cgroup v2 controller {ctrl} is not enabled in {parent}/cgroup.subtree_control,"
+            f" and {parent} is not delegated to rref"
+        ), e.value
         assert "\n" not in str(e.value)
     assert read(parent, "cgroup.subtree_control") == ""
     assert not os.path.exists(os.path.join(parent, cgv2.LEAF))
