@@ -330,12 +330,13 @@ def test_cpu_quota_throttles_to_half_a_cpu(box: Box) -> None:
     cpu, wall = map(float, os.read(r, 64).decode().split())
     os.close(r)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-    # a ceiling, not a target: on a loaded runner the child may get less than its quota
-    assert 0.15 <= cpu / wall <= 0.65, (cpu, wall)
+    # a ceiling, not a target: on a loaded runner (load 7 on 2 CPUs was seen) the child may
+    # get far less than its quota; the floor only proves it ran
+    assert 0.05 <= cpu / wall <= 0.65, (cpu, wall)
     st = cg.stats()["cpu"]
     assert st["nr_throttled"] > 0 and st["throttled_ns"] > 0
     assert st["nr_periods"] >= st["nr_throttled"]
-    assert 0.15 <= st["usage_ns"] / 1e9 / wall <= 0.7, st  # cpuacct agrees
+    assert 0.05 <= st["usage_ns"] / 1e9 / wall <= 0.7, st  # cpuacct agrees
 
 
 def test_cpuset_pins_the_child(box: Box) -> None:
