@@ -75,6 +75,11 @@ def capability_tokens(info: HostInfo) -> set[str]:
             add(f"cgroup:{ctrl}")
             add(f"cgroup:{where.version}:{ctrl}")
     add("cgroup:blkio", "io" in cg.controllers)
+    # cgroup v2 has no devices controller: device access is an eBPF program attached to the
+    # cgroup (BPF_PROG_TYPE_CGROUP_DEVICE), so cgroup2 and bpf(2) are what it takes
+    if "devices" not in cg.controllers and cg.v2_mount and info.bpf.bpf_syscall.ok is True:
+        add("cgroup:devices")
+        add("cgroup:v2:devices")
 
     add("overlay", info.filesystems.overlay_mount.ok is True)
     add("seccomp", info.security.seccomp_filter.ok is True)

@@ -207,6 +207,14 @@ def test_cgroup_tokens_from_synthetic_v2_host():
     assert "cgroup:v1" not in tokens and "cgroup:v1:memory" not in tokens
     assert not any("brandnew" in t for t in tokens)
     assert tokens <= KNOWN_TOKENS
+    # no devices controller on v2: device rules are an eBPF program, given cgroup2 and bpf(2)
+    assert "cgroup:devices" not in tokens
+    info.cgroups.v2_mount = "/sys/fs/cgroup"
+    info.bpf.bpf_syscall = Check(True, "map created")
+    tokens = capability_tokens(info)
+    assert {"cgroup:devices", "cgroup:v2:devices"} <= tokens <= KNOWN_TOKENS
+    info.bpf.bpf_syscall = Check(False, "EPERM")
+    assert "cgroup:devices" not in capability_tokens(info)
 
 
 def test_known_tokens_cover_the_documented_vocabulary():
