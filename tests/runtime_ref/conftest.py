@@ -124,14 +124,17 @@ def snapshot(root: str) -> dict[str, str]:
 
 
 def one_line_error(
-    p: subprocess.CompletedProcess[str], codes: int | tuple[int, ...], needle: str
+    p: subprocess.CompletedProcess[str],
+    codes: int | tuple[int, ...],
+    needle: str,
+    prefix: str = "rref: ",
 ) -> None:
     """A refusal: docker's exit code, one `rref: ...` line naming the problem, no traceback."""
     codes = (codes,) if isinstance(codes, int) else codes
     assert p.returncode in codes, (p.returncode, p.stderr)
     err = p.stderr.strip()
     assert len(err.splitlines()) == 1, err
-    assert err.startswith("rref: ") and needle in err, err
+    assert err.startswith(prefix) and needle in err, err
     assert "Traceback" not in err
 
 
