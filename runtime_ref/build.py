@@ -20,7 +20,7 @@ import stat
 import sys
 
 from . import commit as cm
-from . import scratch
+from . import faults, scratch
 from .errors import BuildError, RrefError
 from .images import ImageStore, normalize_ref
 from .state import Store, flock
@@ -458,6 +458,7 @@ class Builder:
             cid = containers.create(self.store, self.images, o)
         except RrefError as e:  # the image's config (USER, WORKDIR) does not fit: a build step
             raise BuildError(where, str(e)) from None
+        faults.point("build.container")
         try:
             code = lifecycle.start(self.store, cid, attach=True)
             if code != 0:
@@ -465,6 +466,7 @@ class Builder:
                 raise BuildError(where, f"The command '{shown}' returned a non-zero code: {code}")
             cfg, upper, lowers = cm._layer_context(self.store, self.images, cid)
             diff_id = cm.add_changeset(self.images, upper, lowers, cm.excluded_paths(cfg))
+            faults.point("build.layer")
         finally:
             containers.remove(self.store, cid, force=True)
         image_id = self.images.add_image(

@@ -138,6 +138,17 @@ def one_line_error(
     assert "Traceback" not in err
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`full_count` tests (the long count of a loop) run when slow tests are asked for
+    (`pytest -m slow`); `make test` deselects them and keeps the short count."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    full = [i for i in items if i.get_closest_marker("full_count")]
+    if full:
+        config.hook.pytest_deselected(items=full)
+        items[:] = [i for i in items if not i.get_closest_marker("full_count")]
+
+
 @pytest.fixture(scope="session")
 def state_root() -> Iterator[str]:
     root = tempfile.mkdtemp(prefix="rref-test-")
