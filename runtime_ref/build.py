@@ -11,6 +11,7 @@ after substitution, content of the files it reads).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import stat
 import sys
 
 from . import commit as cm
-from . import scratch
+from . import faults, scratch
 from .errors import BuildError, RrefError
 from .images import ImageStore, normalize_ref
 from .state import Store, flock
@@ -175,6 +176,8 @@ def _json_or_shell(value: str, where: str) -> tuple[list[str], bool]:
 
 def _kv_pairs(value: str, where: str, what: str) -> list[tuple[str, str]]:
     words = shlex.split(value, posix=True)
+    if not words:
+        raise BuildError(where, f"{what} requires at least one argument")
     if len(words) >= 2 and "=" not in words[0]:
         return [(words[0], value.split(None, 1)[1].strip())]  # legacy `ENV KEY value`
     out = []
@@ -245,10 +248,15 @@ class Builder:
 
         try:
             with open(self.path, "rb") as f:
-                parser = DockerfileParser(fileobj=f)
-                steps = parser.structure
+                data = f.read()
         except OSError as e:
             raise RrefError(f"cannot read {self.path}: {e.strerror}", 1) from None
+        for n, line in enumerate(data.split(b"\n"), 1):
+            try:
+                line.decode()
+            except UnicodeDecodeError:
+                raise BuildError(f"{self.name}:{n}", "invalid utf8 bytes") from None
+        steps = DockerfileParser(fileobj=io.BytesIO(data)).structure
         steps = [s for s in steps if s["instruction"] not in ("COMMENT",)]
         if not steps or steps[0]["instruction"] not in ("FROM", "ARG"):
             raise BuildError(f"{self.name}:1", "the first instruction must be FROM")
@@ -285,6 +293,8 @@ class Builder:
 
     def _args(self, value: str, where: str) -> list[tuple[str, str]]:
         out = []
+        if not value.strip():
+            raise BuildError(where, "ARG requires at least one argument")
         for w in shlex.split(value):
             k, eq, v = w.partition("=")
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
@@ -341,6 +351,8 @@ class Builder:
                 [parent, ins, text, extra, sorted(args.items()) if ins == "RUN" else []]
             ).encode()
         ).hexdigest()
+        if ins in METADATA:  # checked before the cache: a cached step must be a valid one
+            new_config = self._metadata(ins, text, where, config)
         hit = self.cached(key)
         if hit:
             self.say(" ---> Using cache")
@@ -349,7 +361,6 @@ class Builder:
             return hit, new_config
         base = self.images.get(parent).config
         if ins in METADATA:
-            new_config = self._metadata(ins, text, where, config)
             image_id = self.images.add_image(
                 cm.new_image_config(base, None, new_config, f"{ins} {text}", empty_layer=True)
             )
@@ -405,7 +416,8 @@ class Builder:
         elif ins == "EXPOSE":
             ports = dict(c.get("ExposedPorts") or {})
             for p in text.split():
-                if not re.fullmatch(r"\d+(-\d+)?(/(tcp|udp|sctp))?", p):
+                m = re.fullmatch(r"(\d+)(?:-(\d+))?(/(tcp|udp|sctp))?", p)
+                if not m or not all(0 < int(n) < 65536 for n in m.groups()[:2] if n):
                     raise BuildError(where, f"invalid EXPOSE port {p!r}")
                 ports[p if "/" in p else f"{p}/tcp"] = {}
             c["ExposedPorts"] = ports
@@ -442,7 +454,11 @@ class Builder:
             user=config.get("User") or None,
             network="none",
         )
-        cid = containers.create(self.store, self.images, o)
+        try:
+            cid = containers.create(self.store, self.images, o)
+        except RrefError as e:  # the image's config (USER, WORKDIR) does not fit: a build step
+            raise BuildError(where, str(e)) from None
+        faults.point("build.container")
         try:
             code = lifecycle.start(self.store, cid, attach=True)
             if code != 0:
@@ -450,6 +466,7 @@ class Builder:
                 raise BuildError(where, f"The command '{shown}' returned a non-zero code: {code}")
             cfg, upper, lowers = cm._layer_context(self.store, self.images, cid)
             diff_id = cm.add_changeset(self.images, upper, lowers, cm.excluded_paths(cfg))
+            faults.point("build.layer")
         finally:
             containers.remove(self.store, cid, force=True)
         image_id = self.images.add_image(

@@ -289,6 +289,10 @@ def _check_ref(ref: str) -> None:
         r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag
     ):
         raise UsageError(f"invalid reference format: {ref!r}")
+    if len(repo) > 255:
+        raise UsageError(
+            "invalid reference format: repository name must not be more than 255 characters"
+        )
 
 
 def import_tar(

@@ -10,11 +10,16 @@ EXIT_NOT_FOUND = 127
 EXIT_FAILED = 1
 
 
+#: Control characters as their escapes: a message quoting user input (a name, a path, a
+#: tar entry) stays the one line a caller reads, whatever that input holds.
+_ESCAPED = {c: repr(chr(c))[1:-1] for c in (*range(32), 127)}
+
+
 class RrefError(Exception):
     """A user-facing failure: printed as `rref: <message>`, exits with `code`."""
 
     def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
+        super().__init__(message.translate(_ESCAPED))
         self.code = code
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from . import containers, scratch
+from . import containers, faults, scratch
 from .errors import NotFound, RrefError
 from .images import ImageStore, normalize_ref
 from .state import Store
@@ -272,6 +272,7 @@ def system_prune(
             except NotFound:
                 continue  # removed meanwhile, or still being created
             out.append(f"Deleted Container: {cid}")
+            faults.point("prune.container")
     count, scratch_freed = scratch.reclaim(*scratch_dirs(store, images, root))
     if count:
         out.append(f"Deleted {count} temporaries left by interrupted commands")

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from . import containers, events, monitor, process, procinfo
+from . import containers, events, faults, monitor, process, procinfo
 from .errors import EXIT_FAILED, EXIT_RUNTIME, RrefError, UsageError
 from .spec import merge_env
 from .state import Store
@@ -93,6 +93,7 @@ def exec_in(
             str(started.error.get("message")),
             int(started.error.get("code", EXIT_RUNTIME)),  # type: ignore[call-overload]
         )
+    faults.point("exec.spawned")
     label = f"exec_start: {' '.join(args)}"
     events.emit(store.root, label, cid, containers.event_attrs(cfg))
     if detach:

@@ -157,9 +157,7 @@ def parse_mount_flag(spec: str) -> dict[str, Any]:
         if src:
             raise UsageError('invalid mount config for type "tmpfs": source must be empty')
         return tmpfs_mount(
-            dst,
-            ([f"size={size}"] if size else []) + ([f"mode={int(mode, 8):o}"] if mode else []),
-            ro,
+            dst, ([f"size={size}"] if size else []) + ([f"mode={mode}"] if mode else []), ro
         )
     if prop not in _PROPAGATION:
         raise UsageError(f"invalid bind-propagation {prop!r}")
@@ -171,11 +169,18 @@ def parse_tmpfs_flag(spec: str) -> dict[str, Any]:
     return tmpfs_mount(dst, [o for o in opts.split(",") if o])
 
 
+#: What the kernel's tmpfs takes for the options a user sets (anything else it refuses
+#: only at mount time, inside the container being made).
+_TMPFS_VALUES = {"size": r"\d+[kmgKMG%]?", "mode": r"[0-7]{1,4}", "nr_inodes": r"\d+[kmgKMG]?"}
+
+
 def tmpfs_mount(dst: str, opts: list[str], ro: bool = False) -> dict[str, Any]:
     _check_target(dst)
     options = list(DEFAULT_TMPFS)
     for o in opts:
-        key = o.split("=")[0]
+        key, _, value = o.partition("=")
+        if not re.fullmatch(_TMPFS_VALUES.get(key, ".*"), value):
+            raise UsageError(f'invalid mount config for type "tmpfs": invalid {key} {value!r}')
         options = [x for x in options if x.split("=")[0] != key]
         options.append(o)
     if ro:

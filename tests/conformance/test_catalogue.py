@@ -47,7 +47,7 @@ EXPECTED: dict[str, str] = {
     "INIT-04": "SHOULD",
     **{f"VOL-0{i}": "MUST" for i in range(1, 6)},
     **{f"EXEC-0{i}": "MUST" for i in range(1, 4)},
-    **{f"SEC-0{i}": "MUST" for i in range(1, 8)},
+    **{f"SEC-0{i}": "MUST" for i in range(1, 10)},
     "SEC-10": "MUST",
     "SEC-11": "SHOULD",
     "LIFE-01": "MUST",

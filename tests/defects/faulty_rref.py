@@ -20,6 +20,10 @@ Defects:
 * layer defects (`LAYER_DEFECTS`): a committed layer that is not a proper OCI changeset;
 * ``hostname-no-newline``: /etc/hostname is written without its trailing newline;
 * ``exec-skips-netns``: exec joins every namespace of the container but the network one;
+* ``dumpable-joiners``: the processes rref forks into a container stay dumpable until
+  their execve (a container process can open their /proc/PID/exe: the host's Python);
+* ``exec-leaks-host-dir``: exec's program inherits an open fd of rref's state root (a host
+  directory: `..` from it walks to the host's /);
 * two at once (`COMBINED`): ``terse-help-drops-whiteouts`` is a `--help` that lists no
   commands with a commit that drops whiteouts. The adapter declares what rref can do, so a
   help text that hides verbs must not turn the layer tests "unsupported": the bad commit
@@ -192,7 +196,46 @@ def _exec_skips_netns() -> None:
     process.join_namespaces_of = join  # type: ignore[assignment]
 
 
+def _dumpable_joiners() -> None:
+    """The joining processes are never made non-dumpable (the CVE-2019-5736 class)."""
+    from runtime_ref import process
+
+    original = process.sc.prctl
+
+    def prctl(option: int, *args: int) -> int:
+        if option == process.sc.PR_SET_DUMPABLE and args[:1] == (0,):
+            _note("dumpable-joiners", f"pid {os.getpid()} left dumpable")
+            return 0
+        return original(option, *args)
+
+    process.sc.prctl = prctl  # type: ignore[assignment]
+
+
+def _exec_leaks_host_dir() -> None:
+    """exec keeps an fd of the state root open into its program (the CVE-2024-21626
+    class: runc leaked a host cgroup directory the same way)."""
+    from runtime_ref import lifecycle, process
+
+    leaked: list[int] = []
+    original_exec, original_spawn = lifecycle.exec_in, process.spawn
+
+    def exec_in(store: Any, cid: str, *args: Any, **kw: Any) -> int:
+        fd = os.open(store.root, os.O_RDONLY | os.O_DIRECTORY)
+        os.set_inheritable(fd, True)
+        leaked.append(fd)
+        _note("exec-leaks-host-dir", f"exec into {cid[:12]} with fd {fd} of {store.root}")
+        return original_exec(store, cid, *args, **kw)
+
+    def spawn(*args: Any, keep_fds: tuple[int, ...] = (), **kw: Any) -> Any:
+        return original_spawn(*args, keep_fds=(*keep_fds, *leaked), **kw)
+
+    lifecycle.exec_in = exec_in  # type: ignore[assignment]
+    process.spawn = spawn  # type: ignore[assignment]
+
+
 LAYER_DEFECTS["exec-skips-netns"] = _exec_skips_netns
+LAYER_DEFECTS["dumpable-joiners"] = _dumpable_joiners
+LAYER_DEFECTS["exec-leaks-host-dir"] = _exec_leaks_host_dir
 LAYER_DEFECTS["hostname-no-newline"] = _hostname_no_newline
 LAYER_DEFECTS["commit-drops-whiteouts"] = _commit_drops_whiteouts
 LAYER_DEFECTS["commit-overlay-whiteouts"] = _commit_overlay_whiteouts

@@ -371,6 +371,24 @@ CASES = (
             ("EXEC-01", "net"),
         ),
     ),
+    # joining processes: dumpable ones show the host's interpreter as /proc/PID/exe; a
+    # host directory's fd lets the program (and the scan) walk `..` to the host's /
+    Case(
+        "dumpable-joiners",
+        "exec",
+        ("SEC-09",),
+        ("SEC-08", "EXEC-01"),
+        via="ref",
+        says=(("SEC-09", "lead to host files"),),
+    ),
+    Case(
+        "exec-leaks-host-dir",
+        "exec",
+        ("SEC-08", "SEC-09"),
+        ("EXEC-01", "EXEC-02"),
+        via="ref",
+        says=(("SEC-08", "is a host file"), ("SEC-09", "marker file was reached")),
+    ),
     # not caught (yet): strict xfails naming the gap, so a suite that starts catching one
     # says so (none at the moment)
 )

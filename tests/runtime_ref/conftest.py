@@ -124,15 +124,29 @@ def snapshot(root: str) -> dict[str, str]:
 
 
 def one_line_error(
-    p: subprocess.CompletedProcess[str], codes: int | tuple[int, ...], needle: str
+    p: subprocess.CompletedProcess[str],
+    codes: int | tuple[int, ...],
+    needle: str,
+    prefix: str = "rref: ",
 ) -> None:
     """A refusal: docker's exit code, one `rref: ...` line naming the problem, no traceback."""
     codes = (codes,) if isinstance(codes, int) else codes
     assert p.returncode in codes, (p.returncode, p.stderr)
     err = p.stderr.strip()
     assert len(err.splitlines()) == 1, err
-    assert err.startswith("rref: ") and needle in err, err
+    assert err.startswith(prefix) and needle in err, err
     assert "Traceback" not in err
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`full_count` tests (the long count of a loop) run when slow tests are asked for
+    (`pytest -m slow`); `make test` deselects them and keeps the short count."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    full = [i for i in items if i.get_closest_marker("full_count")]
+    if full:
+        config.hook.pytest_deselected(items=full)
+        items[:] = [i for i in items if not i.get_closest_marker("full_count")]
 
 
 @pytest.fixture(scope="session")

@@ -130,3 +130,63 @@ def test_host_kills_monitor_or_pid1(fresh_rref: Rref, victim: str) -> None:
         assert _listed(r)[cid].startswith("Up"), "pid 1 still runs without its monitor"
     r("rm", "-f", cid)
     _assert_reclaimed(r, [cid])
+
+
+#: Every fault point of rref, with the command that reaches it ({c}: a running container
+#: with a change, {ctx}: a build context with a RUN step). `run` killed in its monitor
+#: (start.*) reports the death and exits 125; the others die with SIGKILL themselves.
+EVERY_STEP = {
+    "create.dir": ("run", "-d", "busybox", "sleep", "300"),
+    "create.built": ("run", "-d", "busybox", "sleep", "300"),
+    "start.cgroup": ("run", "-d", "busybox", "sleep", "300"),
+    "start.spawned": ("run", "-d", "busybox", "sleep", "300"),
+    "exec.spawned": ("exec", "{c}", "sleep", "1"),
+    "commit.changeset": ("commit", "{c}"),
+    "layer.applied": ("commit", "{c}"),
+    "build.container": ("build", "-q", "--no-cache", "{ctx}"),
+    "build.layer": ("build", "-q", "--no-cache", "{ctx}"),
+    "rm.released": ("rm", "-f", "{c}"),
+    "rm.buried": ("rm", "-f", "{c}"),
+    "prune.container": ("system", "prune", "-f"),
+}
+
+
+def test_every_step_is_named_in_the_code() -> None:
+    """EVERY_STEP is the list of `faults.point` calls in rref, no more, no less."""
+    import re
+    from pathlib import Path
+
+    import runtime_ref
+
+    src = Path(runtime_ref.__file__).parent
+    named = {
+        m
+        for p in src.rglob("*.py")
+        for m in re.findall(r'faults\.point\("([a-z.]+)"\)', p.read_text())
+    }
+    assert named == set(EVERY_STEP)
+
+
+@pytest.mark.slow
+@pytest.mark.full_count
+@pytest.mark.parametrize("step", sorted(EVERY_STEP))
+def test_killed_at_every_step_is_listed_then_reclaimed(
+    fresh_rref: Rref, tmp_path, step: str
+) -> None:
+    """The full count: rref SIGKILLed at each of its fault points, with a running container,
+    a stopped one and a build context around; after each, `ps -a` tells the truth, the
+    image store works, and rm -f plus prune reclaim everything."""
+    r = fresh_rref
+    r("run", "busybox", "true")  # a stopped container, for prune
+    c = r.run_d("busybox", "sh", "-c", "echo x > /f && sleep 300")
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo x > /y\n")
+    argv = [a.replace("{c}", c).replace("{ctx}", str(tmp_path)) for a in EVERY_STEP[step]]
+    p = _rref(r, *argv, fault=step)
+    assert p.returncode in (-signal.SIGKILL, 125), p.stderr
+    if p.returncode == 125:
+        assert step.startswith("start.") and "monitor died" in p.stderr, p.stderr
+    ids = _truthful(r)
+    assert r("run", "--rm", "busybox", "true").returncode == 0, "the image store works"
+    for cid in ids:
+        r("rm", "-f", cid)
+    _assert_reclaimed(r, ids)
