@@ -72,3 +72,10 @@ def test_user_namespace(image: str) -> None:
     maps = ["--uidmap", "0:300000:65536", "--gidmap", "0:300000:65536"]
     p = podman("run", "--rm", *LIMITS, *maps, image, "sh", "-c", "cat /proc/self/uid_map; id -u")
     assert p.stdout.split() == ["0", "300000", "65536", "0"]
+
+
+def test_read_only_root(image: str) -> None:
+    """podman --read-only: its tmpfs mounts on /tmp, /run... carry runc's tmpcopyup."""
+    prog = "touch /rref-ro 2>/dev/null; echo root=$?; touch /tmp/rref-w; echo tmp=$?"
+    p = podman("run", "--rm", *LIMITS, "--read-only", image, "sh", "-c", prog)
+    assert p.stdout.split() == ["root=1", "tmp=0"]
