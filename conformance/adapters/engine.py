@@ -137,8 +137,8 @@ class DockerRuntime(EngineRuntime):
 
     program = "docker"
 
-    def __init__(self, name: str, binary: str) -> None:
-        super().__init__(name, binary)
+    def __init__(self, name: str, binary: str, oci_runtime: str | None = None) -> None:
+        super().__init__(name, binary, oci_runtime)
         self._available: str | bool | None = False  # False: not asked yet
 
     def available(self) -> str | None:
