@@ -9,8 +9,6 @@ and loaded with seccomp(2) directly through ctypes.
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import json
 import os
 
 from . import syscalls
@@ -25,6 +23,9 @@ class _SockFprog(ctypes.Structure):
 
 
 def cache_key(oci: dict[str, object]) -> str:
+    import hashlib  # host side only (start-up cost); the init only loads the program
+    import json
+
     raw = json.dumps(oci, sort_keys=True, separators=(",", ":")) + os.uname().machine
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 

@@ -11,9 +11,9 @@ same document, with the rootfs made absolute and the default devices added.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 
+from .. import jsonc as json
 from ..errors import RrefError
 from ..spec import DEFAULT_DEVICES
 

@@ -9,9 +9,9 @@ process did; with `-d` it returns once the program has been exec'd.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
+from .. import jsonc as json
 from .. import process
 from ..errors import RrefError
 from ..spec import merge_env

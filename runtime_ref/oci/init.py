@@ -11,10 +11,10 @@ createContainer hooks before pivot_root, startContainer hooks after the gate.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 
+from .. import jsonc as json
 from .. import netlo, rootfs, syscalls
 from ..errors import EXIT_RUNTIME, RrefError
 from ..init import exec_process, fail

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
-import shutil
 import signal
 import sys
 
+from .. import jsonc as json
 from .. import process, procinfo
 from ..errors import EXIT_RUNTIME, RrefError
 from . import cgpath, config, hooks
@@ -104,6 +103,7 @@ def _spawn(store: Store, cid: str, spec: dict[str, Any], cg: Any, rec: dict[str,
         os.close(state_w)
 
     spec = {**spec, "mounts": cgpath.own_cgroup_mounts(spec, cg)}
+    hooks.preload(spec)
     prepare, userns_setup, _ = launch.plan(spec)
     sources = None
     try:
@@ -153,7 +153,14 @@ def _undo(store: Store, cid: str, rec: dict[str, Any]) -> None:
             if cg.exists():
                 cg.kill_all()
         cgpath.remove(cg, rec.get("cgroupMade", []))
-    shutil.rmtree(store.path(cid), ignore_errors=True)
+    _remove_state(store, cid)
+
+
+def _remove_state(store: Store, cid: str) -> None:
+    from ..rmtree import remove_tree
+
+    with contextlib.suppress(OSError):
+        remove_tree(store.path(cid))
 
 
 def state(store: Store, cid: str) -> dict[str, Any]:
@@ -265,7 +272,7 @@ def delete(store: Store, cid: str, force: bool = False) -> None:
         for w in hooks.run_all(spec, "poststop", oci_state(store, rec, "stopped")):
             warn(w)
         left = cgpath.remove(cg, rec.get("cgroupMade", []))
-        shutil.rmtree(store.path(cid), ignore_errors=True)
+        _remove_state(store, cid)
     if left:
         raise RrefError(f"container {cid} deleted, but cgroups are left: {' '.join(left)}", 1)
 
