@@ -119,16 +119,23 @@ def _spawn(store: Store, cid: str, spec: dict[str, Any], cg: Any, rec: dict[str,
             rootfs = spec["root"]["path"]
             sources = open_sources(spec, None, os.path.dirname(rootfs))
             sources.target = os.path.basename(rootfs)
-        started = process.spawn(
-            (0, 1, 2),
-            cg.procs_files(),
-            prepare,
-            lambda fd, go: oci_init(spec, fd, go, prog, sources, handoff),
-            userns_setup=userns_setup,
-            host_setup=host_setup,
-            keep_fds=(*handoff.fds(), *(sources.fds if sources else ())),
-            cwd=sources.base if sources else None,
-        )
+        body = lambda fd, go: oci_init(spec, fd, go, prog, sources, handoff)  # noqa: E731
+        flags = process.new_namespace_flags(spec["linux"]["namespaces"])
+        if flags is not None:  # one fork; the cgroups are joined during the init's mounts
+            started = process.spawn_direct(
+                (0, 1, 2), cg.procs_files(), flags, body, host_setup, handoff.fds()
+            )
+        else:
+            started = process.spawn(
+                (0, 1, 2),
+                cg.procs_files(),
+                prepare,
+                body,
+                userns_setup=userns_setup,
+                host_setup=host_setup,
+                keep_fds=(*handoff.fds(), *(sources.fds if sources else ())),
+                cwd=sources.base if sources else None,
+            )
     finally:
         if sources:
             sources.close()

@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from ocikit import RREF_OCI, Oci
 
 PROGRAM = ["sh", "-c", "echo ran > /tmp/marker; exec sleep 30"]
@@ -238,3 +239,32 @@ def test_a_failing_create_runtime_hook_fails_create_and_leaves_nothing(oci: Oci)
     ]
     assert not (oci.root / cid).exists()
     assert not (b / "rootfs" / "tmp" / "marker").exists()
+
+
+@pytest.mark.parametrize("cgroupns", [True, False], ids=["cgroupns", "host-cgroupns"])
+def test_run_joins_the_cgroups_before_the_program_and_hooks_stay_on_the_host(
+    oci: Oci, cgroupns: bool
+) -> None:
+    """The init is forked straight into its pid namespace and joined to its cgroups while it
+    mounts: the program must find itself there (with a cgroup namespace, made only once
+    joined, its root is the container's cgroup: pids.max is the container's), and hooks
+    forked afterwards by rref-oci must be in the host's pid namespace."""
+    log = oci.work / "ns"
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"readlink /proc/self/ns/pid > {log}"]}
+    cid = oci.new_id()
+    prog = "cat /sys/fs/cgroup/pids/pids.max; cat /proc/self/cgroup"
+    b = oci.bundle(["sh", "-c", prog], hooks={"poststart": [hook]})
+    config = json.loads((b / "config.json").read_text())
+    config["linux"]["resources"] = {"pids": {"limit": 77}}
+    if not cgroupns:
+        config["linux"]["namespaces"] = [
+            ns for ns in config["linux"]["namespaces"] if ns["type"] != "cgroup"
+        ]
+    (b / "config.json").write_text(json.dumps(config))
+    out = oci("run", "-b", str(b), cid).stdout.splitlines()
+    assert out[0] == "77"
+    wanted = {"pids", "memory", "devices", "freezer"}
+    paths = {ln.split(":")[1]: ln.split(":")[2] for ln in out[1:] if ln.split(":")[1] in wanted}
+    end = "/" if cgroupns else f"/rref-oci-{cid}"
+    assert len(paths) == len(wanted) and all(p.endswith(end) for p in paths.values()), out
+    assert log.read_text().strip() == os.readlink("/proc/self/ns/pid")
