@@ -38,21 +38,28 @@ def _store(a: argparse.Namespace) -> Any:
 def cmd_create(a: argparse.Namespace) -> int:
     from . import lifecycle
 
-    _refuse_console(a)
-    lifecycle.create(_store(a), a.id, a.bundle, a.pid_file, a.systemd_cgroup)
+    _refuse_extra_fds(a)
+    lifecycle.create(_store(a), a.id, a.bundle, a.pid_file, a.systemd_cgroup, a.console_socket)
     return 0
 
 
 def cmd_run(a: argparse.Namespace) -> int:
     from . import lifecycle
 
-    _refuse_console(a)
-    return lifecycle.run(_store(a), a.id, a.bundle, a.pid_file, a.detach, a.keep, a.systemd_cgroup)
+    _refuse_extra_fds(a)
+    return lifecycle.run(
+        _store(a),
+        a.id,
+        a.bundle,
+        a.pid_file,
+        a.detach,
+        a.keep,
+        a.systemd_cgroup,
+        a.console_socket,
+    )
 
 
-def _refuse_console(a: argparse.Namespace) -> None:
-    if a.console_socket:
-        raise RrefError("--console-socket: terminals are not supported by rref-oci", 1)
+def _refuse_extra_fds(a: argparse.Namespace) -> None:
     if getattr(a, "preserve_fds", 0):
         raise RrefError("--preserve-fds: passing extra fds is not supported by rref-oci", 1)
 
@@ -102,8 +109,6 @@ def cmd_resume(a: argparse.Namespace) -> int:
 def cmd_exec(a: argparse.Namespace) -> int:
     from .execproc import ExecOptions, exec_in
 
-    if a.tty or a.console_socket:
-        raise RrefError("exec --tty: terminals are not supported by rref-oci", 1)
     if a.process and a.args:
         raise RrefError("exec: give --process FILE or a command, not both", 1)
     o = ExecOptions(
@@ -115,6 +120,8 @@ def cmd_exec(a: argparse.Namespace) -> int:
         a.detach,
         a.pid_file,
         a.no_new_privs,
+        a.tty,
+        a.console_socket,
     )
     return exec_in(_store(a), a.id, o)
 
@@ -209,7 +216,7 @@ def _id(p: argparse.ArgumentParser) -> None:
 def _setup_create(p: argparse.ArgumentParser, run: bool = False) -> None:
     p.add_argument("-b", "--bundle", default=".", help="the bundle directory (default: .)")
     p.add_argument("--pid-file", help="write the init's pid here")
-    p.add_argument("--console-socket", help="(refused: no terminal support)")
+    p.add_argument("--console-socket", help="unix socket to send the pty master to")
     p.add_argument("--no-pivot", action="store_true", help="accepted; pivot_root is always used")
     p.add_argument("--no-new-keyring", action="store_true", help="accepted; no keyring is made")
     p.add_argument("--preserve-fds", type=int, default=0, help="(only 0 is supported)")
@@ -223,8 +230,8 @@ def _setup_exec(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--process", help="a process.json to run instead of ARGS")
     p.add_argument("-d", "--detach", action="store_true")
     p.add_argument("--pid-file")
-    p.add_argument("-t", "--tty", action="store_true", help="(refused: no terminal support)")
-    p.add_argument("--console-socket", help="(refused)")
+    p.add_argument("-t", "--tty", action="store_true", help="a pty (needs --console-socket)")
+    p.add_argument("--console-socket", help="unix socket to send the pty master to")
     p.add_argument("-e", "--env", action="append", default=[], help="KEY=VALUE")
     p.add_argument("--cwd")
     p.add_argument("-u", "--user", help="uid[:gid]")

@@ -52,10 +52,14 @@ def create(
     bundle: str,
     pid_file: str | None = None,
     systemd: bool = False,
+    console_socket: str | None = None,
 ) -> dict[str, Any]:
     """Set the container up and leave its init waiting at the exec fifo."""
     bundle = os.path.abspath(bundle)
     spec = config.load(bundle)
+    from . import console
+
+    console.check(bool(spec["process"].get("terminal")), console_socket, "create")
     from ..cgroups import Cgroup
 
     name, parent = cgpath.resolve(spec["linux"].get("cgroupsPath"), cid, systemd)
@@ -71,7 +75,7 @@ def create(
             store.save(rec)
             cg.create()
             cg.apply(spec["linux"].get("resources"))
-            pid = _spawn(store, cid, spec, cg, rec)
+            pid = _spawn(store, cid, spec, cg, rec, console_socket)
             rec.update(phase="created", pid=pid, pidStart=procinfo.start_time(pid))
             store.save(rec)
             if pid_file:
@@ -82,15 +86,24 @@ def create(
     return rec
 
 
-def _spawn(store: Store, cid: str, spec: dict[str, Any], cg: Any, rec: dict[str, Any]) -> int:
+def _spawn(
+    store: Store,
+    cid: str,
+    spec: dict[str, Any],
+    cg: Any,
+    rec: dict[str, Any],
+    console_socket: str | None = None,
+) -> int:
     from .. import launch
+    from .console import connect
     from .init import Handoff, oci_init
 
+    console_fd = connect(console_socket) if console_socket else -1
     fifo = store.path(cid, FIFO)
     os.mkfifo(fifo, 0o600)
     fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
     state_r, state_w = os.pipe2(os.O_CLOEXEC)
-    handoff = Handoff(fifo_fd, state_r)
+    handoff = Handoff(fifo_fd, state_r, console_fd)
 
     def host_setup(pid: int) -> None:
         """Namespaces exist, pivot_root has not happened: prestart and createRuntime."""
@@ -141,6 +154,8 @@ def _spawn(store: Store, cid: str, spec: dict[str, Any], cg: Any, rec: dict[str,
             sources.close()
         os.close(fifo_fd)
         os.close(state_r)
+        if console_fd >= 0:
+            os.close(console_fd)
         with contextlib.suppress(OSError):
             os.close(state_w)
     if started.error:
@@ -314,11 +329,12 @@ def run(
     detach: bool = False,
     keep: bool = False,
     systemd: bool = False,
+    console_socket: str | None = None,
 ) -> int:
     """create + start; in the foreground also wait, forward signals, delete, exit as it did."""
     if not detach:
         process.become_subreaper()
-    rec = create(store, cid, bundle, pid_file, systemd)
+    rec = create(store, cid, bundle, pid_file, systemd, console_socket)
     try:
         start(store, cid)
     except BaseException:
