@@ -268,3 +268,35 @@ def test_run_joins_the_cgroups_before_the_program_and_hooks_stay_on_the_host(
     end = "/" if cgroupns else f"/rref-oci-{cid}"
     assert len(paths) == len(wanted) and all(p.endswith(end) for p in paths.values()), out
     assert log.read_text().strip() == os.readlink("/proc/self/ns/pid")
+
+
+@pytest.mark.parametrize("after", ["pid-gone", "pid-reused"])
+def test_state_after_the_init_was_rebooted_away(oci: Oci, after: str) -> None:
+    """The record outlived its init (a reboot, or the host's pid counter wrapped): a pid
+    that no longer exists, or that now belongs to an unrelated process with another
+    start time, is "stopped"; delete removes the record and touches no other process."""
+    cid = oci.new_id()
+    oci("run", "-d", "-b", str(oci.bundle(PROGRAM)), cid)
+    record = oci.root / cid / "state.json"
+    rec = json.loads(record.read_text())
+    os.kill(rec["pid"], signal.SIGKILL)
+    assert _wait(lambda: not Path(f"/proc/{rec['pid']}").exists())
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        if after == "pid-reused":
+            rec["pid"] = stranger.pid  # its start time differs from the recorded pidStart
+        else:
+            rec["pid"] = max(int(Path("/proc/sys/kernel/pid_max").read_text()) - 7, 2)
+            assert not Path(f"/proc/{rec['pid']}").exists()
+        record.write_text(json.dumps(rec))
+        st = oci.state(cid)
+        assert (st["status"], st["pid"]) == ("stopped", 0)
+        listed = json.loads(oci("list", "--format", "json").stdout)
+        assert [(s["id"], s["status"]) for s in listed] == [(cid, "stopped")]
+        assert oci("kill", cid, "KILL", check=False).returncode == 1
+        oci("delete", cid)
+        assert stranger.poll() is None, "delete signalled a process that is not the container's"
+        assert oci("state", cid, check=False).returncode == 1
+    finally:
+        stranger.kill()
+        stranger.wait()
