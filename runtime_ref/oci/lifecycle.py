@@ -272,29 +272,38 @@ def kill(store: Store, cid: str, sig: int, all_: bool = False) -> None:
 
 
 def delete(store: Store, cid: str, force: bool = False) -> None:
-    """Remove a stopped (or, forced, any) container: processes, cgroups, state; poststop."""
+    """Remove a stopped (or, forced, any) container: processes, cgroups, state; poststop.
+
+    As runc: an id that does not exist is an error ("does not exist", what engines look
+    for) unless forced, and a directory without a record (a create killed before it
+    wrote one) is removed either way."""
     try:
-        lock = store.lock(cid)
+        with store.lock(cid):
+            _delete_locked(store, cid, force)
     except NoContainer:
-        if force:
-            return
-        raise
-    with lock:
-        rec = store.load(cid)
-        st = status(store, rec)
-        if st in ("running", "paused", "creating") and not force:
-            raise RrefError(f"cannot delete container {cid} that is not stopped: {st}", 1)
-        cg = _cgroup(rec)
-        if st != "stopped" or cg.pids():
-            cg.kill_all()
-        procinfo.wait_gone(rec.get("pid", 0), rec.get("pidStart", 0), 5)
-        spec = {}
-        with contextlib.suppress(OSError, ValueError, AssertionError):
-            spec = store.spec(cid)
-        for w in hooks.run_all(spec, "poststop", oci_state(store, rec, "stopped")):
-            warn(w)
-        left = cgpath.remove(cg, rec.get("cgroupMade", []))
-        _remove_state(store, cid)
+        half = store.path(cid)
+        if os.path.isdir(half) and not os.path.exists(store.path(cid, "state.json")):
+            _remove_state(store, cid)
+        if not force:
+            raise
+
+
+def _delete_locked(store: Store, cid: str, force: bool) -> None:
+    rec = store.load(cid)
+    st = status(store, rec)
+    if st in ("running", "paused", "creating") and not force:
+        raise RrefError(f"cannot delete container {cid} that is not stopped: {st}", 1)
+    cg = _cgroup(rec)
+    if st != "stopped" or cg.pids():
+        cg.kill_all()
+    procinfo.wait_gone(rec.get("pid", 0), rec.get("pidStart", 0), 5)
+    spec = {}
+    with contextlib.suppress(OSError, ValueError, AssertionError):
+        spec = store.spec(cid)
+    for w in hooks.run_all(spec, "poststop", oci_state(store, rec, "stopped")):
+        warn(w)
+    left = cgpath.remove(cg, rec.get("cgroupMade", []))
+    _remove_state(store, cid)
     if left:
         raise RrefError(f"container {cid} deleted, but cgroups are left: {' '.join(left)}", 1)
 

@@ -300,3 +300,18 @@ def test_state_after_the_init_was_rebooted_away(oci: Oci, after: str) -> None:
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_delete_of_an_unknown_or_half_made_id_is_runc_s(oci: Oci) -> None:
+    """runc: "does not exist" and exit 1, but 0 with --force; a directory without a record
+    (a create killed before writing it) is removed in both cases."""
+    p = oci("delete", "rref-oci-nope", check=False)
+    assert p.returncode == 1 and "does not exist" in p.stderr
+    assert oci("delete", "--force", "rref-oci-nope").returncode == 0
+    for args in (["delete"], ["delete", "--force"]):
+        half = oci.root / "rref-oci-half"
+        half.mkdir(parents=True)
+        (half / "lock").touch()
+        p = oci(*args, "rref-oci-half", check=False)
+        assert p.returncode == (0 if "--force" in args else 1), p.stderr
+        assert not half.exists()
