@@ -165,14 +165,25 @@ def spawn(
     pid = int(raw_pid) if raw_pid else 0
     if host_setup:
         if pid and failure is None:
-            try:
-                host_setup(pid)
-                os.write(g2_w, b"g")
-            except (OSError, RrefError) as e:
-                failure = {"code": EXIT_RUNTIME, "message": str(e)}
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+            failure = _host_side(pid, lambda: host_setup(pid), lambda: os.write(g2_w, b"g"))
         os.close(g2_w)
+    return _started(pid, err_r, failure)
+
+
+def _host_side(pid: int, *steps: Callable[[], object]) -> dict[str, object] | None:
+    """The caller's steps for a started process, in order; the first failure kills it."""
+    try:
+        for step in steps:
+            step()
+    except (OSError, RrefError) as e:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        return {"code": EXIT_RUNTIME, "message": str(e)}
+    return None
+
+
+def _started(pid: int, err_r: int, failure: dict[str, object] | None) -> Started:
+    """Read the start report to EOF (the process exec'd, or wrote why it could not)."""
     raw_err = _read_all(err_r)
     os.close(err_r)
     error = failure
@@ -257,33 +268,24 @@ def spawn_direct(
     for fd in (err_w, go_r, cg_r):
         if fd >= 0:
             os.close(fd)
-    failure: dict[str, object] | None = None
-    try:
+
+    def join_cgroups() -> None:
         for procs in cgroup_procs:
             with open(procs, "w") as f:
                 f.write(str(pid))
         if cg_w >= 0:
             os.write(cg_w, b"c")
-        if host_setup:
-            host_setup(pid)
-        os.write(go_w, b"g")
-    except (OSError, RrefError) as e:
-        failure = {"code": EXIT_RUNTIME, "message": str(e)}
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    finally:
-        if cg_w >= 0:
-            os.close(cg_w)
-        os.close(go_w)
-    raw_err = _read_all(err_r)
-    os.close(err_r)
-    error = failure
-    if raw_err and error is None:
-        try:
-            error = json.loads(raw_err)
-        except ValueError:
-            error = {"code": EXIT_RUNTIME, "message": raw_err.decode(errors="replace")}
-    return Started(pid, error)
+
+    failure = _host_side(
+        pid,
+        join_cgroups,
+        lambda: host_setup(pid) if host_setup else None,
+        lambda: os.write(go_w, b"g"),
+    )
+    if cg_w >= 0:
+        os.close(cg_w)
+    os.close(go_w)
+    return _started(pid, err_r, failure)
 
 
 def _restore_pid_ns(fd: int) -> None:

@@ -52,16 +52,22 @@ def test_utf16_and_unserializable() -> None:
         jsonc.dumps({"a": {1}})
 
 
+def _fresh(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a new `python -I -S` (nothing imported yet) with runtime_ref.jsonc as j."""
+    top = str(Path(jsonc.__file__).resolve().parents[1])
+    prelude = f"import sys; sys.path.insert(0, {top!r}); import runtime_ref.jsonc as j\n"
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-c", prelude + code], capture_output=True, text=True
+    )
+
+
 def test_errors_without_the_json_package_loaded() -> None:
     """_json's C scanner imports json.decoder to raise: the error must still be json's."""
-    top = str(Path(jsonc.__file__).resolve().parents[1])
-    code = (
-        f"import sys; sys.path.insert(0, {top!r}); import runtime_ref.jsonc as j\n"
+    out = _fresh(
         "for t in ['{', '[1,', '{\"a\" 1}', '']:\n"
         "    try: j.loads(t)\n"
         "    except ValueError as e: print(type(e).__name__, e)\n"
     )
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
     assert out.stdout.splitlines() == [
         "JSONDecodeError Expecting property name enclosed in double quotes: "
         "line 1 column 2 (char 1)",
@@ -72,11 +78,8 @@ def test_errors_without_the_json_package_loaded() -> None:
 
 
 def test_importing_it_imports_no_json_or_re() -> None:
-    top = str(Path(jsonc.__file__).resolve().parents[1])
-    code = (
-        f"import sys; sys.path.insert(0, {top!r}); import runtime_ref.jsonc as j; "
+    out = _fresh(
         "j.loads(j.dumps({'a': [1]})); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('json', 're', 'enum')))"
     )
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stderr
