@@ -9,7 +9,6 @@ and tells the caller, through a pipe, once the user program has started.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import signal
@@ -17,6 +16,7 @@ import sys
 import time
 
 from . import containers, events, faults, process, procinfo
+from . import jsonc as json
 from .errors import EXIT_RUNTIME, RrefError
 from .state import Store, now_iso
 
