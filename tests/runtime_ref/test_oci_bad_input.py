@@ -84,7 +84,7 @@ BAD_CONFIGS = {
         lambda c: c["linux"].update(sysctl={"vm.swappiness": "1"}),
         "not a namespaced sysctl",
     ),
-    "terminal": (lambda c: c["process"].update(terminal=True), "process.terminal"),
+    "terminal": (lambda c: c["process"].update(terminal="yes"), "process.terminal"),
     "unsupported-field": (lambda c: c["linux"].update(intelRdt={"closID": "x"}), "intelRdt"),
     "unsupported-resource": (
         lambda c: c["linux"]["resources"].update(hugepageLimits=[{"pageSize": "2MB", "limit": 1}]),
