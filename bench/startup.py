@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Container start-up wall time: rref vs runc vs podman, side by side in one run.
+"""Container start-up wall time: rref and rref-oci vs runc vs podman, side by side in one run.
 
 Why: rref is a Python, Docker-like runtime, and start-up latency is the cost
 people feel first. A number for rref alone says little, so this benchmark
@@ -8,25 +8,27 @@ same machine, in the same run:
 
 * `rref run --rm busybox true` -- the whole CLI path (interpreter start-up,
   image lookup, overlay, namespaces, monitor, auto-remove);
+* `rref-oci run` of the same OCI bundle as runc -- rref's OCI runtime front,
+  the like-for-like comparison with runc;
 * `runc run` of an OCI bundle -- the low-level floor (namespaces + pivot_root,
   no image handling, no overlay);
 * `podman run --rm ...` -- a production Docker-like CLI, when installed.
 
-Rounds are interleaved (rref, runc, podman, rref, ...) so that machine noise
+Rounds are interleaved (rref, rref-oci, runc, podman, rref, ...) so that machine noise
 (other jobs, CPU frequency, page cache) hits every runtime alike. Wall time is
 time.perf_counter() around subprocess.run, i.e. what a user waiting on the
-command sees. Results: median, p10, p90 in ms, and the rref/runc and
-rref/podman ratios of the medians.
+command sees. Results: median, p10, p90 in ms, and the ratios of the medians
+of rref and rref-oci to runc and to podman.
 
 Everything this creates on the host has "rref" or "conform" in its name (a
 private rref state root /tmp/rref-bench-*, a work dir /tmp/conform-bench-*
-with the runc bundle and runc state, runc container ids conform-bench-*,
+with the bundle, the runc and rref-oci states, container ids conform-bench-*,
 podman image localhost/conform-bench-busybox and containers conform-bench-*)
 and is removed in a finally block. This is a benchmark, not a test: it is not
 collected by pytest. Run as root; stdlib only.
 
     .venv/bin/python bench/startup.py [--runs 30] [--warmup 3] [--json FILE]
-                                      [--only rref,runc,podman]
+                                      [--only rref,rref-oci,runc,podman]
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-RUNTIMES = ("rref", "runc", "podman")
-REQUIRED = ("rref", "runc")  # failing these is an error; podman may be unavailable
+RUNTIMES = ("rref", "rref-oci", "runc", "podman")
+REQUIRED = ("rref", "rref-oci", "runc")  # failing these is an error; podman may be unavailable
 PODMAN_IMAGE = "localhost/conform-bench-busybox:latest"
 RUN_TIMEOUT = 120.0  # seconds per container run; a hang is a failure, not a wait forever
 REPO = Path(__file__).resolve().parent.parent
@@ -222,11 +224,14 @@ def machine_info(runc: str | None, podman: str | None) -> dict[str, Any]:
 class Bench:
     """Owns every host resource the benchmark creates, and removes them in cleanup()."""
 
-    def __init__(self, rref: str, runc: str | None, podman: str | None) -> None:
-        self.rref, self.runc, self.podman = rref, runc, podman
+    def __init__(
+        self, rref: str, rref_oci: str | None, runc: str | None, podman: str | None
+    ) -> None:
+        self.rref, self.rref_oci, self.runc, self.podman = rref, rref_oci, runc, podman
         self.tag = f"{os.getpid()}"
         self.rref_root: str | None = None
-        self.work: str | None = None  # /tmp/conform-bench-*: bundle/ and conform-runc-state/
+        # /tmp/conform-bench-*: bundle/, conform-runc-state/ and conform-rref-oci-state/
+        self.work: str | None = None
         self.podman_image_id: str | None = None
         self.warnings: list[str] = []
 
@@ -256,9 +261,10 @@ class Bench:
     def rref_once(self, _i: int) -> float:
         return timed(self.rref_argv("run", "--rm", "busybox", "true"))
 
-    def setup_runc(self, layer: str) -> None:
+    def setup_bundle(self, layer: str) -> None:
+        """The OCI bundle runc and rref-oci both run: runc spec's config.json, `true`."""
         if not self.runc:
-            raise BenchError("runc not found")
+            raise BenchError("runc not found (its `runc spec` writes the bundle's config)")
         self.work = tempfile.mkdtemp(prefix="conform-bench-", dir="/tmp")
         bundle = os.path.join(self.work, "bundle")
         os.mkdir(bundle)
@@ -270,26 +276,48 @@ class Bench:
         spec["process"]["args"] = ["true"]
         spec["process"]["terminal"] = False  # foreground run, exit code returned
         spec["root"]["readonly"] = False  # like rref's and podman's writable rootfs
+        # rref-oci refuses ambient capabilities; for a root process they add nothing
+        spec["process"]["capabilities"].pop("ambient", None)
         # keep runc spec's namespaces (pid, network, ipc, uts, mount)
         with open(path, "w") as f:
             json.dump(spec, f, indent=2)
         os.mkdir(os.path.join(self.work, "conform-runc-state"), 0o700)
+        os.mkdir(os.path.join(self.work, "conform-rref-oci-state"), 0o700)
+
+    def setup_runc(self) -> None:
+        if not self.work:
+            raise BenchError("no bundle")
         self.runc_once(-1)  # untimed check that the bundle runs
 
-    def runc_once(self, i: int) -> float:
-        assert self.runc and self.work
+    def setup_rref_oci(self) -> None:
+        if not self.rref_oci:
+            raise BenchError("rref-oci not found (run `make setup`)")
+        if not self.work:
+            raise BenchError("no bundle")
+        self.rref_oci_once(-1)
+
+    def _oci_run(self, binary: str, state: str, i: int) -> float:
+        assert self.work
         cid = f"conform-bench-{self.tag}-{i if i >= 0 else 'check'}"
         return timed(
             [
-                self.runc,
+                binary,
                 "--root",
-                os.path.join(self.work, "conform-runc-state"),
+                os.path.join(self.work, state),
                 "run",
                 "-b",
                 os.path.join(self.work, "bundle"),
                 cid,
             ]
         )
+
+    def rref_oci_once(self, i: int) -> float:
+        assert self.rref_oci
+        return self._oci_run(self.rref_oci, "conform-rref-oci-state", i)
+
+    def runc_once(self, i: int) -> float:
+        assert self.runc
+        return self._oci_run(self.runc, "conform-runc-state", i)
 
     def setup_podman(self, layer: str) -> None:
         """Import the layer as an image (by id first, then tagged: no nameless leftovers)."""
@@ -379,13 +407,14 @@ class Bench:
 
     def _cleanup_runc(self) -> None:
         assert self.work
-        state = os.path.join(self.work, "conform-runc-state")
-        if self.runc and os.path.isdir(state):
-            leaked = run_cmd([self.runc, "--root", state, "list", "-q"]).split()
-            if leaked:
-                self.warnings.append(f"runc containers left behind (removing): {leaked}")
-                for cid in leaked:
-                    run_cmd([self.runc, "--root", state, "delete", "-f", cid])
+        for name, binary in (("runc", self.runc), ("rref-oci", self.rref_oci)):
+            state = os.path.join(self.work, f"conform-{name}-state")
+            if binary and os.path.isdir(state):
+                leaked = run_cmd([binary, "--root", state, "list", "-q"]).split()
+                if leaked:
+                    self.warnings.append(f"{name} containers left behind (removing): {leaked}")
+                    for cid in leaked:
+                        run_cmd([binary, "--root", state, "delete", "-f", cid])
         self._rmtree(self.work)
 
     def _cleanup_rref(self) -> None:
@@ -435,29 +464,29 @@ def report(
     order = " -> ".join(rt.name for rt in runtimes)
     print(f"rounds  : {args.runs} timed after {args.warmup} warm-up, round-robin {order}")
     print()
-    print(f"{'runtime':<8} {'n':>4} {'median ms':>10} {'p10 ms':>9} {'p90 ms':>9}")
+    print(f"{'runtime':<9} {'n':>4} {'median ms':>10} {'p10 ms':>9} {'p90 ms':>9}")
     results = {rt.name: rt.summary() for rt in runtimes}
     for rt in runtimes:
         r = results[rt.name]
         if r["status"] != "ok":
-            print(f"{rt.name:<8} unavailable: {r['error']}")
+            print(f"{rt.name:<9} unavailable: {r['error']}")
         else:
             print(
-                f"{rt.name:<8} {r['n']:>4} {r['median_ms']:>10.1f} {r['p10_ms']:>9.1f} "
+                f"{rt.name:<9} {r['n']:>4} {r['median_ms']:>10.1f} {r['p10_ms']:>9.1f} "
                 f"{r['p90_ms']:>9.1f}"
             )
     ratios: dict[str, float | None] = {}
     print()
-    for other in ("runc", "podman"):
-        a, b = results.get("rref"), results.get(other)
-        if a is None or b is None:
-            continue
-        ratio = (
-            a["median_ms"] / b["median_ms"] if a["status"] == "ok" and b["status"] == "ok" else None
-        )
-        ratios[f"rref/{other}"] = ratio
-        shown = f"{ratio:.2f}x" if ratio is not None else "n/a"
-        print(f"rref/{other:<7} {shown:>7}  (ratio of medians)")
+    for mine in ("rref", "rref-oci"):
+        for other in ("runc", "podman"):
+            a, b = results.get(mine), results.get(other)
+            if a is None or b is None:
+                continue
+            ok = a["status"] == "ok" and b["status"] == "ok"
+            ratio = a["median_ms"] / b["median_ms"] if ok else None
+            ratios[f"{mine}/{other}"] = ratio
+            shown = f"{ratio:.2f}x" if ratio is not None else "n/a"
+            print(f"{mine + '/' + other:<16} {shown:>7}  (ratio of medians)")
     return {
         "machine": info,
         "runs": args.runs,
@@ -467,6 +496,8 @@ def report(
         "ratios": ratios,
         "commands": {
             "rref": "rref --root /tmp/rref-bench-* run --rm busybox true",
+            "rref-oci": "rref-oci --root /tmp/conform-bench-*/conform-rref-oci-state "
+            "run -b BUNDLE ID",
             "runc": "runc --root /tmp/conform-bench-*/conform-runc-state run -b BUNDLE ID",
             "podman": "podman run --rm --name ID --network none --ulimit nofile=1024:1024 "
             f"--ulimit nproc=1024:1024 {PODMAN_IMAGE} true",
@@ -511,9 +542,10 @@ def main(argv: list[str] | None = None) -> int:
     if not rref:
         print("startup.py: rref not found (run `make setup`)", file=sys.stderr)
         return 2
+    rref_oci = find_tool("rref-oci", str(Path(rref).with_name("rref-oci")))
     runc = find_tool("runc", "/usr/sbin/runc")
     podman = find_tool("podman", "/usr/bin/podman")
-    bench = Bench(rref, runc, podman if "podman" in args.only else None)
+    bench = Bench(rref, rref_oci, runc, podman if "podman" in args.only else None)
     code = 0
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
@@ -522,10 +554,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"setup: rref state root, busybox image ({rref})", file=sys.stderr, flush=True)
         # rref always runs once: it builds the busybox layer the others use
         layer = bench.setup_rref()
+        if {"runc", "rref-oci"} & set(args.only):
+            print("setup: OCI bundle (runc spec)", file=sys.stderr, flush=True)
+            bench.setup_bundle(layer)
         runtimes: list[Runtime] = []
         setups: dict[str, tuple[Callable[[], None], Callable[[int], float]]] = {
             "rref": (lambda: None, bench.rref_once),
-            "runc": (lambda: bench.setup_runc(layer), bench.runc_once),
+            "rref-oci": (bench.setup_rref_oci, bench.rref_oci_once),
+            "runc": (bench.setup_runc, bench.runc_once),
             "podman": (lambda: bench.setup_podman(layer), bench.podman_once),
         }
         for name in RUNTIMES:  # fixed order, whatever --only's order

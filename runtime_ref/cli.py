@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
-from .cliargs import Parser, exit_now
-from .errors import RrefError, UsageError
+from .cliargs import Parser
+from .errors import RrefError, UsageError, exit_now
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

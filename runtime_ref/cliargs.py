@@ -61,14 +61,3 @@ def each(a: argparse.Namespace, refs: list[str], fn: Callable[[Any, str], None])
             print(f"rref: {e}", file=sys.stderr)
             code = 1
     return code
-
-
-def exit_now(code: int) -> NoReturn:
-    """Flush and leave without interpreter teardown: start-up and exit are on the hot path of
-    every rref command (a broken stdout pipe still exits 141)."""
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:
-        code = code or 141
-    os._exit(code)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 # docker's conventions: 125 = the runtime itself failed, 126 = the command
 # cannot be executed, 127 = the command was not found, 1 = a failed request.
 EXIT_RUNTIME = 125
@@ -51,3 +55,17 @@ class BuildError(RrefError):
 
     def __init__(self, where: str, message: str) -> None:
         super().__init__(f"{where}: {message}", 1)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Flush and leave without interpreter teardown: start-up and exit are on the hot path of
+    every rref command (a broken stdout pipe still exits 141)."""
+    import os
+    import sys
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = code or 141
+    os._exit(code)

@@ -7,9 +7,10 @@ and attributes, and follows it when no --until is given.
 
 from __future__ import annotations
 
-import json
 import os
 import time
+
+from . import jsonc as json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -10,7 +10,6 @@ mount overlayfs inside a user namespace, and costs once per (layer, map).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import stat
@@ -62,6 +61,8 @@ def to_host(cid: int, maps: list[dict[str, int]]) -> int:
 
 
 def map_key(uidmap: list[dict[str, int]], gidmap: list[dict[str, int]]) -> str:
+    import hashlib  # only for a user namespace's layer copy (start-up cost otherwise)
+
     from .launch import id_map_text
 
     raw = (id_map_text(uidmap) + "|" + id_map_text(gidmap)).encode()

@@ -8,12 +8,12 @@ so the parent learns "started" (EOF) or "failed: why" (data) without races.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import stat
 
 from . import caps, netlo, process, rootfs, seccomp_bpf, syscalls, users
+from . import jsonc as json
 from .errors import EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_RUNTIME, RrefError
 from .spec import ANN_USER, DEFAULT_PATH, env_dict, namespace_types
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
 import time
 
 from . import containers, events, faults, monitor, process, procinfo
+from . import jsonc as json
 from .errors import EXIT_FAILED, EXIT_RUNTIME, RrefError, UsageError
 from .spec import merge_env
 from .state import Store

@@ -9,7 +9,6 @@ and tells the caller, through a pipe, once the user program has started.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import signal
@@ -17,6 +16,7 @@ import sys
 import time
 
 from . import containers, events, faults, process, procinfo
+from . import jsonc as json
 from .errors import EXIT_RUNTIME, RrefError
 from .state import Store, now_iso
 
@@ -110,17 +110,24 @@ def supervise(
             from .spec import ANN_OVERLAY
 
             sources = open_sources(spec, spec.get("annotations", {}).get(ANN_OVERLAY), store.root)
+        body = lambda fd, go: container_init(spec, fd, go, prog, sources)  # noqa: E731
+        flags = process.new_namespace_flags(spec["linux"]["namespaces"])
         try:
-            started = process.spawn(
-                (stdin, out_w, err_w),
-                cg.procs_files(),
-                prepare,
-                lambda fd, go: container_init(spec, fd, go, prog, sources),
-                userns_setup=userns_setup,
-                host_setup=host_setup,
-                keep_fds=tuple(sources.fds) if sources else (),
-                cwd=sources.base if sources else None,
-            )
+            if flags is not None:  # one fork; the cgroups are joined during the init's mounts
+                started = process.spawn_direct(
+                    (stdin, out_w, err_w), cg.procs_files(), flags, body, host_setup
+                )
+            else:
+                started = process.spawn(
+                    (stdin, out_w, err_w),
+                    cg.procs_files(),
+                    prepare,
+                    body,
+                    userns_setup=userns_setup,
+                    host_setup=host_setup,
+                    keep_fds=tuple(sources.fds) if sources else (),
+                    cwd=sources.base if sources else None,
+                )
         finally:
             if sources:
                 sources.close()

@@ -9,10 +9,10 @@ real process becomes its child and its exit status reaches the caller intact.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 
+from . import jsonc as json
 from . import syscalls as sc
 from .errors import EXIT_RUNTIME, RrefError
 
@@ -139,34 +139,12 @@ def spawn(
             if grandchild == 0:
                 os.close(pid_w)
                 os.setsid()
-                keep = sorted({0, 1, 2, err_w, g2_r, *keep_fds} - {-1})
-                for lo, hi in zip(keep, [*keep[1:], 65536], strict=True):
-                    os.closerange(lo + 1, hi)
+                _close_all_but({0, 1, 2, err_w, g2_r, *keep_fds})
                 body(err_w, g2_r)
             _write_all(pid_w, str(grandchild).encode())
             os._exit(0)
-        except RrefError as e:
-            _write_all(err_w, json.dumps({"code": e.code, "message": str(e)}).encode())
-        except OSError as e:
-            _write_all(
-                err_w,
-                json.dumps(
-                    {
-                        "code": EXIT_RUNTIME,
-                        "message": f"{e.strerror or e} {e.filename or ''}".strip(),
-                    }
-                ).encode(),
-            )
-        except BaseException:
-            import sys  # a bug: report it rather than hang the caller
-
-            exc = sys.exc_info()[1]
-            _write_all(
-                err_w,
-                json.dumps(
-                    {"code": EXIT_RUNTIME, "message": f"{type(exc).__name__}: {exc}"}
-                ).encode(),
-            )
+        except BaseException as e:
+            _child_failed(err_w, e)
         os._exit(EXIT_RUNTIME)
     for fd in (err_w, pid_w, u_w, g1_r, g2_r):
         if fd >= 0:
@@ -187,14 +165,25 @@ def spawn(
     pid = int(raw_pid) if raw_pid else 0
     if host_setup:
         if pid and failure is None:
-            try:
-                host_setup(pid)
-                os.write(g2_w, b"g")
-            except (OSError, RrefError) as e:
-                failure = {"code": EXIT_RUNTIME, "message": str(e)}
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+            failure = _host_side(pid, lambda: host_setup(pid), lambda: os.write(g2_w, b"g"))
         os.close(g2_w)
+    return _started(pid, err_r, failure)
+
+
+def _host_side(pid: int, *steps: Callable[[], object]) -> dict[str, object] | None:
+    """The caller's steps for a started process, in order; the first failure kills it."""
+    try:
+        for step in steps:
+            step()
+    except (OSError, RrefError) as e:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        return {"code": EXIT_RUNTIME, "message": str(e)}
+    return None
+
+
+def _started(pid: int, err_r: int, failure: dict[str, object] | None) -> Started:
+    """Read the start report to EOF (the process exec'd, or wrote why it could not)."""
     raw_err = _read_all(err_r)
     os.close(err_r)
     error = failure
@@ -204,6 +193,117 @@ def spawn(
         except ValueError:
             error = {"code": EXIT_RUNTIME, "message": raw_err.decode(errors="replace")}
     return Started(pid, error)
+
+
+def _child_failed(err_w: int, e: BaseException) -> None:
+    """In a forked child: the exception that stopped it, as the start report's JSON."""
+    if isinstance(e, RrefError):
+        report = {"code": e.code, "message": str(e)}
+    elif isinstance(e, OSError):
+        report = {"code": EXIT_RUNTIME, "message": f"{e.strerror or e} {e.filename or ''}".strip()}
+    else:  # a bug: report it rather than hang the caller
+        report = {"code": EXIT_RUNTIME, "message": f"{type(e).__name__}: {e}"}
+    _write_all(err_w, json.dumps(report).encode())
+
+
+def _close_all_but(keep_fds: set[int]) -> None:
+    keep = sorted(keep_fds - {-1})
+    for lo, hi in zip(keep, [*keep[1:], 65536], strict=True):
+        os.closerange(lo + 1, hi)
+
+
+def spawn_direct(
+    stdio: tuple[int, int, int],
+    cgroup_procs: list[str],
+    flags: int,
+    body: Callable[[int, int], NoReturn],
+    host_setup: Callable[[int], None] | None = None,
+    keep_fds: tuple[int, ...] = (),
+) -> Started:
+    """`spawn` with one fork, for new namespaces only (none joined, no user namespace).
+
+    The caller's children go into a new pid namespace for this one fork (its own
+    pid namespace is restored right after), so the forked process is the init
+    itself; it unshares the other namespaces on its own. Meanwhile the caller
+    joins it to the cgroups -- the first cgroup.procs write in a v1 hierarchy waits
+    for an RCU grace period, often longer than the init's mounts -- and only then
+    runs `host_setup` and writes "go", which `body` must read (`wait_go`) before
+    it forks, runs hooks or execs. A new cgroup namespace is unshared only once
+    the init is in its cgroups: its root is the cgroup the init is in at that moment.
+    """
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    cg_r, cg_w = os.pipe2(os.O_CLOEXEC) if flags & sc.CLONE_NEWCGROUP else (-1, -1)
+    own_pid_ns = -1
+    if flags & sc.CLONE_NEWPID:
+        own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        sc.unshare(sc.CLONE_NEWPID)
+    try:
+        pid = os.fork()
+    except BaseException:
+        _restore_pid_ns(own_pid_ns)
+        raise
+    if pid:
+        _restore_pid_ns(own_pid_ns)
+    else:  # pragma: no cover - runs in the forked init
+        try:
+            sc.prctl(sc.PR_SET_DUMPABLE, 0)  # as in spawn: no /proc/PID/exe of the host's
+            for fd in (err_r, go_w, cg_w, own_pid_ns):
+                if fd >= 0:
+                    os.close(fd)
+            for target, fd in enumerate(stdio):
+                os.dup2(fd, target, inheritable=True)
+            sc.unshare(flags & ~(sc.CLONE_NEWPID | sc.CLONE_NEWCGROUP))
+            if cg_r >= 0:
+                if os.read(cg_r, 1) != b"c":
+                    os._exit(EXIT_RUNTIME)  # the caller could not attach it and says why
+                os.close(cg_r)
+                sc.unshare(sc.CLONE_NEWCGROUP)
+            os.setsid()
+            _close_all_but({0, 1, 2, err_w, go_r, *keep_fds})
+            body(err_w, go_r)
+        except BaseException as e:
+            _child_failed(err_w, e)
+        os._exit(EXIT_RUNTIME)
+    for fd in (err_w, go_r, cg_r):
+        if fd >= 0:
+            os.close(fd)
+
+    def join_cgroups() -> None:
+        for procs in cgroup_procs:
+            with open(procs, "w") as f:
+                f.write(str(pid))
+        if cg_w >= 0:
+            os.write(cg_w, b"c")
+
+    failure = _host_side(
+        pid,
+        join_cgroups,
+        lambda: host_setup(pid) if host_setup else None,
+        lambda: os.write(go_w, b"g"),
+    )
+    if cg_w >= 0:
+        os.close(cg_w)
+    os.close(go_w)
+    return _started(pid, err_r, failure)
+
+
+def _restore_pid_ns(fd: int) -> None:
+    """The caller's later children (hooks, ps) are forked in its own pid namespace again."""
+    if fd >= 0:
+        sc.setns(fd, sc.CLONE_NEWPID)
+        os.close(fd)
+
+
+def new_namespace_flags(namespaces: list[dict[str, str]]) -> int | None:
+    """The CLONE_NEW* flags of `namespaces` when `spawn_direct` can make them: all new,
+    no user namespace; else None (`spawn` joins paths and waits for id maps)."""
+    flags = 0
+    for ns in namespaces:
+        if ns.get("path") or ns["type"] == "user":
+            return None
+        flags |= NS_FLAGS[ns["type"]]
+    return flags
 
 
 def wait_go(go_fd: int) -> bool:

@@ -188,9 +188,50 @@ def mount_one(rootfs: str, m: dict[str, Any], source_fd: int = -1) -> None:
                 )
     else:
         _ensure_target(target, False)
+        copy_up = kind == "tmpfs" and "tmpcopyup" in m.get("options", [])
+        if copy_up:
+            data = ",".join(o for o in data.split(",") if o != "tmpcopyup")
+            hidden = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         sc.mount(m.get("source") or kind, target, kind, flags, data or None)
+        if copy_up:
+            try:
+                _copy_up(hidden, target)
+            finally:
+                os.close(hidden)
     if prop:
         sc.mount(None, target, None, prop)
+
+
+def _copy_up(src_fd: int, dst: str) -> None:
+    """runc's `tmpcopyup` (podman's --read-only tmpfs mounts): what the new tmpfs hides,
+    copied into it with modes and owners. `src_fd` is the covered directory."""
+    with os.scandir(src_fd) as it:
+        entries = list(it)
+    for e in entries:
+        st = e.stat(follow_symlinks=False)
+        out = os.path.join(dst, e.name)
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(out)
+            fd = os.open(e.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=src_fd)
+            try:
+                _copy_up(fd, out)
+            finally:
+                os.close(fd)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(e.name, dir_fd=src_fd), out)
+        elif stat.S_ISREG(st.st_mode):
+            fd = os.open(e.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
+            try:
+                with open(out, "xb") as f:
+                    while chunk := os.read(fd, 1 << 20):
+                        f.write(chunk)
+            finally:
+                os.close(fd)
+        else:
+            os.mknod(out, st.st_mode, st.st_rdev)
+        os.chown(out, st.st_uid, st.st_gid, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(out, stat.S_IMODE(st.st_mode))
 
 
 def make_devices(rootfs: str, spec: Spec) -> None:

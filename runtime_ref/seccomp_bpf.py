@@ -9,8 +9,6 @@ and loaded with seccomp(2) directly through ctypes.
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import json
 import os
 
 from . import syscalls
@@ -24,9 +22,27 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
+def _sorted(value: object) -> object:
+    """`value` with every object's keys in order (one text per profile, whatever its order)."""
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
 def cache_key(oci: dict[str, object]) -> str:
-    raw = json.dumps(oci, sort_keys=True, separators=(",", ":")) + os.uname().machine
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+    """sha256 of the profile and the machine. Host side only; the C sha256 and jsonc, not
+    hashlib (it loads OpenSSL) and json (re): `rref run` compiles the default profile."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython 3.11's
+    except ImportError:  # pragma: no cover - other versions
+        from hashlib import sha256
+
+    from .jsonc import dumps
+
+    raw = dumps(_sorted(oci)) + os.uname().machine
+    return str(sha256(raw.encode()).hexdigest())[:32]
 
 
 def compiled(root: str, oci: dict[str, object]) -> bytes:

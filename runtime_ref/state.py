@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import time
 
+from . import jsonc as json
 from . import scratch
 from .errors import NotFound, RrefError
 

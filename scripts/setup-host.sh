@@ -70,6 +70,8 @@ if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
   touch "$stamp"
 fi
+# rref and rref-oci start as `python -I -S` with site's sys.path recorded (runtime_ref/launcher.py)
+.venv/bin/python -m runtime_ref.launcher .venv/bin >/dev/null
 # byte-compile once here: start-up time matters and PYTHONDONTWRITEBYTECODE may be set
 .venv/bin/python -m compileall -q runtime_ref conformance probes reports >/dev/null
 # The pinned Allure 3 CLI that renders the HTML report (reports/package-lock.json).

@@ -9,19 +9,33 @@
 * ``runc``, ``crun``, ``youki`` -- OCI runtimes found on PATH; ``oci:/path`` -- any
   runc-compatible binary (named after the file unless NAME= is given);
 * ``podman``, ``docker`` -- engines through their CLI;
+  ``engine:ENGINE:RUNTIME`` -- the engine driving another OCI runtime
+  (``engine:podman:rref-oci``, ``engine:podman:/opt/bin/rt``: podman --runtime);
+  ``podman-rref`` -- podman on rref-oci (the `rref-oci` beside `rref`);
 * ``fake`` / ``fake:tok1+tok2`` -- no containers; for testing the harness itself.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 
 from conformance.adapters.base import Runtime
 
 OCI_NAMES = ("runc", "crun", "youki")
 ENGINE_NAMES = ("podman", "docker")
-KINDS = ("ref", "ref:<path>", "ref-oci", *OCI_NAMES, *ENGINE_NAMES, "oci:<path>", "fake")
+KINDS = (
+    "ref",
+    "ref:<path>",
+    "ref-oci",
+    *OCI_NAMES,
+    *ENGINE_NAMES,
+    "podman-rref",
+    "engine:<engine>:<runtime>",
+    "oci:<path>",
+    "fake",
+)
 
 
 class ChoiceError(ValueError):
@@ -33,6 +47,7 @@ class Choice:
     name: str
     kind: str  # ref, ref-oci, oci, engine, fake
     target: str  # binary name or path; fake: capability list
+    oci_runtime: str = ""  # engine only: the OCI runtime it drives (name or path), "" = its own
 
 
 def parse_choices(text: str) -> list[Choice]:
@@ -57,6 +72,17 @@ def parse_choices(text: str) -> list[Choice]:
             choice = Choice(name or what, "oci", what)
         elif what in ENGINE_NAMES:
             choice = Choice(name or what, "engine", what)
+        elif what == "podman-rref":
+            choice = Choice(name or what, "engine", "podman", "rref-oci")
+        elif what.startswith("engine:"):
+            engine_name, _, runtime = what[7:].partition(":")
+            if engine_name != "podman" or not runtime:
+                # docker picks runtimes in its daemon's configuration, not per command
+                raise ChoiceError(f"--runtime {raw!r}: needs engine:podman:RUNTIME")
+            if "/" in runtime and not runtime.startswith("/"):
+                raise ChoiceError(f"--runtime {raw!r}: the runtime needs an absolute path")
+            base = os.path.basename(runtime).removesuffix("-oci")
+            choice = Choice(name or f"{engine_name}-{base}", "engine", engine_name, runtime)
         elif what.startswith("oci:"):
             path = what[4:]
             if not path.startswith("/"):
@@ -76,6 +102,17 @@ def parse_choices(text: str) -> list[Choice]:
     return out
 
 
+def _rref_oci() -> str:
+    """The `rref-oci` beside the `rref` the suite uses, else the one on PATH."""
+    from conformance.adapters.ref import find_rref
+
+    rref = find_rref()
+    beside = os.path.join(os.path.dirname(rref), "rref-oci") if rref else "rref-oci"
+    if os.path.exists(beside):
+        return beside
+    return shutil.which("rref-oci") or "rref-oci"
+
+
 def make(choice: Choice) -> Runtime:
     """The adapter for ``choice`` (nothing is probed or started here)."""
     if choice.kind == "ref":
@@ -84,11 +121,8 @@ def make(choice: Choice) -> Runtime:
         return RefRuntime(choice.name, None if choice.target == "rref" else choice.target)
     if choice.kind == "ref-oci":
         from conformance.adapters.oci import OciRuntime
-        from conformance.adapters.ref import find_rref
 
-        rref = find_rref()
-        beside = os.path.join(os.path.dirname(rref), "rref-oci") if rref else "rref-oci"
-        return OciRuntime(choice.name, beside if os.path.exists(beside) else "rref-oci")
+        return OciRuntime(choice.name, _rref_oci())
     if choice.kind == "oci":
         from conformance.adapters.oci import OciRuntime
 
@@ -96,7 +130,12 @@ def make(choice: Choice) -> Runtime:
     if choice.kind == "engine":
         from conformance.adapters.engine import engine
 
-        return engine(choice.name, choice.target)
+        runtime = choice.oci_runtime
+        if runtime == "rref-oci":
+            runtime = _rref_oci()
+        elif runtime and "/" not in runtime:
+            runtime = shutil.which(runtime) or runtime
+        return engine(choice.name, choice.target, runtime or None)
     if choice.kind == "fake":
         from conformance.adapters.stub import FakeRuntime
 

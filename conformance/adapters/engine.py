@@ -32,10 +32,23 @@ class EngineRuntime(DockerCliRuntime):
     #: namespaces whose private form must be asked for (the others are private by default)
     PRIVATE_BY_FLAG: frozenset[str] = frozenset({"ipc", "cgroup"})
 
-    def __init__(self, name: str, binary: str) -> None:
+    def __init__(self, name: str, binary: str, oci_runtime: str | None = None) -> None:
         super().__init__()
         self.name = name
+        self.oci_runtime = oci_runtime  # podman --runtime: another OCI runtime under it
         self._locate(binary)
+
+    def _argv(self, *args: str) -> list[str]:
+        argv = super()._argv(*args)
+        if self.oci_runtime:
+            argv[1:1] = ["--runtime", self.oci_runtime]
+        return argv
+
+    def available(self) -> str | None:
+        reason = super().available()
+        if reason is None and self.oci_runtime and not os.access(self.oci_runtime, os.X_OK):
+            return f"runtime {self.name} not installed ({self.oci_runtime} not found)"
+        return reason
 
     def prepare(self, ws: Workspace) -> None:
         self.ws = ws
@@ -124,8 +137,8 @@ class DockerRuntime(EngineRuntime):
 
     program = "docker"
 
-    def __init__(self, name: str, binary: str) -> None:
-        super().__init__(name, binary)
+    def __init__(self, name: str, binary: str, oci_runtime: str | None = None) -> None:
+        super().__init__(name, binary, oci_runtime)
         self._available: str | bool | None = False  # False: not asked yet
 
     def available(self) -> str | None:
@@ -144,7 +157,8 @@ class DockerRuntime(EngineRuntime):
         return reason
 
 
-def engine(name: str, binary: str) -> EngineRuntime:
-    """The adapter of the engine ``binary`` names (podman or docker)."""
+def engine(name: str, binary: str, oci_runtime: str | None = None) -> EngineRuntime:
+    """The adapter of the engine ``binary`` names (podman or docker), optionally on the
+    OCI runtime ``oci_runtime`` (a path) instead of the engine's default one."""
     kind = PodmanRuntime if os.path.basename(binary) == "podman" else DockerRuntime
-    return kind(name, binary)
+    return kind(name, binary, oci_runtime)

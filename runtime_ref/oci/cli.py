@@ -14,16 +14,15 @@ session keyring.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 
-from ..cliargs import Parser, exit_now
-from ..errors import RrefError
+from .. import jsonc as json
+from ..errors import RrefError, exit_now
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable
     from typing import Any, NoReturn
 
@@ -39,21 +38,28 @@ def _store(a: argparse.Namespace) -> Any:
 def cmd_create(a: argparse.Namespace) -> int:
     from . import lifecycle
 
-    _refuse_console(a)
-    lifecycle.create(_store(a), a.id, a.bundle, a.pid_file, a.systemd_cgroup)
+    _refuse_extra_fds(a)
+    lifecycle.create(_store(a), a.id, a.bundle, a.pid_file, a.systemd_cgroup, a.console_socket)
     return 0
 
 
 def cmd_run(a: argparse.Namespace) -> int:
     from . import lifecycle
 
-    _refuse_console(a)
-    return lifecycle.run(_store(a), a.id, a.bundle, a.pid_file, a.detach, a.keep, a.systemd_cgroup)
+    _refuse_extra_fds(a)
+    return lifecycle.run(
+        _store(a),
+        a.id,
+        a.bundle,
+        a.pid_file,
+        a.detach,
+        a.keep,
+        a.systemd_cgroup,
+        a.console_socket,
+    )
 
 
-def _refuse_console(a: argparse.Namespace) -> None:
-    if a.console_socket:
-        raise RrefError("--console-socket: terminals are not supported by rref-oci", 1)
+def _refuse_extra_fds(a: argparse.Namespace) -> None:
     if getattr(a, "preserve_fds", 0):
         raise RrefError("--preserve-fds: passing extra fds is not supported by rref-oci", 1)
 
@@ -103,8 +109,6 @@ def cmd_resume(a: argparse.Namespace) -> int:
 def cmd_exec(a: argparse.Namespace) -> int:
     from .execproc import ExecOptions, exec_in
 
-    if a.tty or a.console_socket:
-        raise RrefError("exec --tty: terminals are not supported by rref-oci", 1)
     if a.process and a.args:
         raise RrefError("exec: give --process FILE or a command, not both", 1)
     o = ExecOptions(
@@ -116,6 +120,8 @@ def cmd_exec(a: argparse.Namespace) -> int:
         a.detach,
         a.pid_file,
         a.no_new_privs,
+        a.tty,
+        a.console_socket,
     )
     return exec_in(_store(a), a.id, o)
 
@@ -210,7 +216,7 @@ def _id(p: argparse.ArgumentParser) -> None:
 def _setup_create(p: argparse.ArgumentParser, run: bool = False) -> None:
     p.add_argument("-b", "--bundle", default=".", help="the bundle directory (default: .)")
     p.add_argument("--pid-file", help="write the init's pid here")
-    p.add_argument("--console-socket", help="(refused: no terminal support)")
+    p.add_argument("--console-socket", help="unix socket to send the pty master to")
     p.add_argument("--no-pivot", action="store_true", help="accepted; pivot_root is always used")
     p.add_argument("--no-new-keyring", action="store_true", help="accepted; no keyring is made")
     p.add_argument("--preserve-fds", type=int, default=0, help="(only 0 is supported)")
@@ -224,14 +230,14 @@ def _setup_exec(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--process", help="a process.json to run instead of ARGS")
     p.add_argument("-d", "--detach", action="store_true")
     p.add_argument("--pid-file")
-    p.add_argument("-t", "--tty", action="store_true", help="(refused: no terminal support)")
-    p.add_argument("--console-socket", help="(refused)")
+    p.add_argument("-t", "--tty", action="store_true", help="a pty (needs --console-socket)")
+    p.add_argument("--console-socket", help="unix socket to send the pty master to")
     p.add_argument("-e", "--env", action="append", default=[], help="KEY=VALUE")
     p.add_argument("--cwd")
     p.add_argument("-u", "--user", help="uid[:gid]")
     p.add_argument("--no-new-privs", action="store_true")
     _id(p)
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.add_argument("args", nargs="...")  # argparse.REMAINDER
 
 
 def _setup_kill(p: argparse.ArgumentParser) -> None:
@@ -248,7 +254,7 @@ def _setup_delete(p: argparse.ArgumentParser) -> None:
 def _setup_ps(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--format", choices=("table", "json"), default="table")
     _id(p)
-    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+    p.add_argument("ps_args", nargs="...")  # argparse.REMAINDER
 
 
 def _setup_list(p: argparse.ArgumentParser) -> None:
@@ -289,6 +295,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Any, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..cliargs import Parser
     from .store import DEFAULT_ROOT
 
     p = Parser(prog="rref-oci", description="rref as an OCI runtime (runc's command line)")
@@ -307,6 +314,104 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=fn)
         configure(sp)
     return p
+
+
+# The verbs an engine calls for every container, read without argparse (importing it and
+# building the parser cost more than a whole `state`). Anything else, and anything
+# unusual in these (abbreviations, `--`, a value that looks like an option, a help
+# request), goes to argparse, which gives the same namespace or the error.
+_GLOBAL_VALUES = {"--root": "root", "--log": "log", "--log-format": "log_format"}
+_GLOBAL_VALUES["--rootless"] = "rootless"
+_GLOBAL_FLAGS = {"--systemd-cgroup": "systemd_cgroup", "--debug": "debug"}
+_CREATE_VALUES = {
+    "-b": "bundle",
+    "--bundle": "bundle",
+    "--pid-file": "pid_file",
+    "--console-socket": "console_socket",
+    "--preserve-fds": "preserve_fds",
+}
+_CREATE_FLAGS = {"--no-pivot": "no_pivot", "--no-new-keyring": "no_new_keyring"}
+_RUN_FLAGS = {**_CREATE_FLAGS, "-d": "detach", "--detach": "detach", "--keep": "keep"}
+# command -> (options with a value, flags, how many positionals at least / at most)
+_FAST: dict[str, tuple[dict[str, str], dict[str, str], int, int]] = {
+    "create": (_CREATE_VALUES, _CREATE_FLAGS, 1, 1),
+    "run": (_CREATE_VALUES, _RUN_FLAGS, 1, 1),
+    "start": ({}, {}, 1, 1),
+    "state": ({}, {}, 1, 1),
+    "pause": ({}, {}, 1, 1),
+    "resume": ({}, {}, 1, 1),
+    "kill": ({}, {"-a": "all", "--all": "all"}, 1, 2),
+    "delete": ({}, {"-f": "force", "--force": "force"}, 1, 1),
+}
+
+
+def _option(argv: list[str], i: int, values: dict[str, str], flags: dict[str, str]) -> Any:
+    """(attribute, value, next index) of the option at argv[i], or None if unusual."""
+    opt, eq, value = argv[i].partition("=")
+    if opt in flags and not eq:
+        return flags[opt], True, i + 1
+    if opt not in values:
+        return None
+    if not eq:
+        if i + 1 == len(argv) or argv[i + 1].startswith("-"):
+            return None
+        value, i = argv[i + 1], i + 1
+    return values[opt], value, i + 1
+
+
+def fast_parse(argv: list[str]) -> Any:
+    """argparse's namespace for the common forms of the hot verbs, else None."""
+    from .store import DEFAULT_ROOT
+
+    ns: dict[str, Any] = {"root": DEFAULT_ROOT, "log": None, "log_format": "text"}
+    ns.update(systemd_cgroup=False, debug=False, rootless="false", version=False)
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        got = _option(argv, i, _GLOBAL_VALUES, _GLOBAL_FLAGS)
+        if got is None:
+            return None
+        ns[got[0]], i = got[1], got[2]
+    if i == len(argv) or argv[i] not in _FAST or ns["log_format"] not in ("text", "json"):
+        return None
+    cmd = argv[i]
+    values, flags, least, most = _FAST[cmd]
+    ns.update({attr: None for attr in values.values()}, cmd=cmd, func=COMMANDS[cmd][0])
+    ns.update({attr: False for attr in flags.values()})
+    if values:
+        ns.update(bundle=".", preserve_fds=0)
+    positionals: list[str] = []
+    i += 1
+    while i < len(argv):
+        if argv[i].startswith("-") and argv[i] != "-":
+            got = _option(argv, i, values, flags)
+            if got is None:
+                return None
+            ns[got[0]], i = got[1], got[2]
+        else:
+            positionals.append(argv[i])
+            i += 1
+    if not least <= len(positionals) <= most:
+        return None
+    if not str(ns.get("preserve_fds", 0)).isdigit():
+        return None
+    if values:
+        ns["preserve_fds"] = int(ns["preserve_fds"])
+    ns["id"] = positionals[0]
+    if cmd == "kill":
+        ns["signal"] = positionals[1] if len(positionals) > 1 else "TERM"
+    return _Args(ns)
+
+
+class _Args:
+    """What argparse.Namespace is to the handlers: the options as attributes."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    def __eq__(self, other: object) -> bool:
+        return vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _log(a: argparse.Namespace | None, level: str, message: str) -> None:
@@ -329,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     a: argparse.Namespace | None = None
     try:
-        a = build_parser().parse_args(argv)
+        a = fast_parse(argv) or build_parser().parse_args(argv)
         if a.version:
             from .store import OCI_VERSION
 

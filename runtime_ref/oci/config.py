@@ -11,9 +11,9 @@ same document, with the rootfs made absolute and the default devices added.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 
+from .. import jsonc as json
 from ..errors import RrefError
 from ..spec import DEFAULT_DEVICES
 
@@ -187,8 +187,7 @@ def check_process(proc: dict[str, Any], where: str) -> None:
     cwd = _need(proc, "cwd", str, where)
     if not cwd.startswith("/"):
         raise ConfigError(f"{where}cwd: {cwd!r} is not an absolute path")
-    if proc.get("terminal"):
-        raise ConfigError(f"{where}terminal: a terminal (console socket) is not supported")
+    _opt(proc, "terminal", bool, where)  # needs --console-socket: see console.check
     for key in _UNSUPPORTED_PROCESS:
         if proc.get(key):
             raise ConfigError(f"{where}{key}: not supported by rref-oci")

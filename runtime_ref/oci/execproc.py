@@ -9,9 +9,9 @@ process did; with `-d` it returns once the program has been exec'd.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
+from .. import jsonc as json
 from .. import process
 from ..errors import RrefError
 from ..spec import merge_env
@@ -35,6 +35,8 @@ class ExecOptions:
         detach: bool = False,
         pid_file: str | None = None,
         no_new_privs: bool = False,
+        tty: bool = False,
+        console_socket: str | None = None,
     ) -> None:
         self.args = args
         self.process_file = process_file
@@ -44,6 +46,8 @@ class ExecOptions:
         self.detach = detach
         self.pid_file = pid_file
         self.no_new_privs = no_new_privs
+        self.tty = tty
+        self.console_socket = console_socket
 
 
 def _process(spec: dict[str, Any], o: ExecOptions) -> dict[str, Any]:
@@ -68,6 +72,8 @@ def _process(spec: dict[str, Any], o: ExecOptions) -> dict[str, Any]:
         if o.no_new_privs:
             proc["noNewPrivileges"] = True
         where = "exec: "
+    if o.tty:
+        proc["terminal"] = True
     try:
         config.check_process(proc, "")
     except RrefError as e:
@@ -86,6 +92,9 @@ def exec_in(store: Store, cid: str, o: ExecOptions) -> int:
         raise RrefError(f"cannot exec in container {cid}: it is {st}", 1)
     spec = store.spec(cid)
     spec["process"] = proc = _process(spec, o)
+    from . import console
+
+    console.check(bool(proc.get("terminal")), o.console_socket, "exec")
     prog = None
     if spec["linux"].get("seccomp"):
         from .. import seccomp_bpf
@@ -98,9 +107,13 @@ def exec_in(store: Store, cid: str, o: ExecOptions) -> int:
     except OSError:
         raise RrefError(f"cannot exec in container {cid}: its init is gone", 1) from None
 
+    console_fd = console.connect(o.console_socket) if o.console_socket else -1
+
     def body(err_fd: int, _go: int) -> Any:
         try:
             set_rlimits(proc.get("rlimits") or [])
+            if console_fd >= 0:
+                console.attach(console_fd, proc.get("user", {}).get("uid", 0))
         except RrefError as e:
             from ..init import fail
 
@@ -110,10 +123,18 @@ def exec_in(store: Store, cid: str, o: ExecOptions) -> int:
     if not o.detach:
         process.become_subreaper()
     try:
-        started = process.spawn((0, 1, 2), Cgroup(rec["cgroup"]).procs_files(), prepare, body)
+        started = process.spawn(
+            (0, 1, 2),
+            Cgroup(rec["cgroup"]).procs_files(),
+            prepare,
+            body,
+            keep_fds=(console_fd,) if console_fd >= 0 else (),
+        )
     finally:
         for fd in ns_fds:
             os.close(fd)
+        if console_fd >= 0:
+            os.close(console_fd)
     if started.error:
         if started.pid:
             with contextlib.suppress(ChildProcessError):

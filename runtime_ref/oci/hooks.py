@@ -2,15 +2,14 @@
 
 Why here and not in the lifecycle: createContainer and startContainer hooks run
 inside the container's init (after its mounts, and just before the user
-program), where the host's Python tree may be out of reach, so this module
-imports everything it needs at load time and the init imports it before forking.
+program), where the host's Python tree may be out of reach: `preload` imports
+what running them needs before the init is forked (only when there are hooks:
+subprocess is a start-up cost every container without hooks would pay).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-
+from .. import jsonc as json
 from ..errors import RrefError
 
 TYPE_CHECKING = False
@@ -23,10 +22,21 @@ class HookError(RrefError):
         super().__init__(message, 1)
 
 
+def preload(spec: dict[str, Any]) -> None:
+    """Import what `run` needs if `spec` has hooks (before a fork that may pivot_root)."""
+    if any((spec.get("hooks") or {}).values()):
+        import subprocess  # noqa: F401
+
+
 def run(spec: dict[str, Any], kind: str, state: dict[str, Any]) -> None:
     """Run every `kind` hook in order; the first that fails raises HookError."""
+    hooks = (spec.get("hooks") or {}).get(kind) or []
+    if not hooks:
+        return
+    import subprocess
+
     data = json.dumps(state).encode()
-    for i, hook in enumerate((spec.get("hooks") or {}).get(kind) or []):
+    for i, hook in enumerate(hooks):
         args = hook.get("args") or [hook["path"]]
         what = f"{kind} hook #{i} ({hook['path']})"
         try:

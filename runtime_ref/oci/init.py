@@ -11,16 +11,16 @@ createContainer hooks before pivot_root, startContainer hooks after the gate.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 
+from .. import jsonc as json
 from .. import netlo, rootfs, syscalls
 from ..errors import EXIT_RUNTIME, RrefError
 from ..init import exec_process, fail
 from ..process import wait_go
 from ..spec import namespace_types
-from . import hooks
+from . import console, hooks
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,13 +33,14 @@ if TYPE_CHECKING:
 class Handoff:
     """What the host hands this init: the fifo and the pipe carrying the hooks' state."""
 
-    def __init__(self, fifo_fd: int, state_fd: int) -> None:
+    def __init__(self, fifo_fd: int, state_fd: int, console_fd: int = -1) -> None:
         self.fifo_fd = fifo_fd
         self.state_fd = state_fd
+        self.console_fd = console_fd  # connected to --console-socket, or -1
         self.state: dict[str, Any] = {}
 
-    def fds(self) -> tuple[int, int]:
-        return (self.fifo_fd, self.state_fd)
+    def fds(self) -> tuple[int, ...]:
+        return (self.fifo_fd, self.state_fd, *([self.console_fd] * (self.console_fd >= 0)))
 
 
 def oci_init(
@@ -66,6 +67,8 @@ def oci_init(
             ns.get("path") for ns in spec["linux"]["namespaces"] if ns["type"] == "network"
         ):
             netlo.link_up("lo")
+        if handoff.console_fd >= 0:  # before "created": the caller waits for the pty
+            console.attach(handoff.console_fd, proc.get("user", {}).get("uid", 0))
     except (OSError, rootfs.RootfsError, RrefError) as e:
         fail(err_fd, EXIT_RUNTIME, f"container init: {e}")
     exec_process(

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
-import shutil
 import signal
 import sys
 
+from .. import jsonc as json
 from .. import process, procinfo
 from ..errors import EXIT_RUNTIME, RrefError
 from . import cgpath, config, hooks
@@ -53,10 +52,14 @@ def create(
     bundle: str,
     pid_file: str | None = None,
     systemd: bool = False,
+    console_socket: str | None = None,
 ) -> dict[str, Any]:
     """Set the container up and leave its init waiting at the exec fifo."""
     bundle = os.path.abspath(bundle)
     spec = config.load(bundle)
+    from . import console
+
+    console.check(bool(spec["process"].get("terminal")), console_socket, "create")
     from ..cgroups import Cgroup
 
     name, parent = cgpath.resolve(spec["linux"].get("cgroupsPath"), cid, systemd)
@@ -72,7 +75,7 @@ def create(
             store.save(rec)
             cg.create()
             cg.apply(spec["linux"].get("resources"))
-            pid = _spawn(store, cid, spec, cg, rec)
+            pid = _spawn(store, cid, spec, cg, rec, console_socket)
             rec.update(phase="created", pid=pid, pidStart=procinfo.start_time(pid))
             store.save(rec)
             if pid_file:
@@ -83,15 +86,24 @@ def create(
     return rec
 
 
-def _spawn(store: Store, cid: str, spec: dict[str, Any], cg: Any, rec: dict[str, Any]) -> int:
+def _spawn(
+    store: Store,
+    cid: str,
+    spec: dict[str, Any],
+    cg: Any,
+    rec: dict[str, Any],
+    console_socket: str | None = None,
+) -> int:
     from .. import launch
+    from .console import connect
     from .init import Handoff, oci_init
 
+    console_fd = connect(console_socket) if console_socket else -1
     fifo = store.path(cid, FIFO)
     os.mkfifo(fifo, 0o600)
     fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
     state_r, state_w = os.pipe2(os.O_CLOEXEC)
-    handoff = Handoff(fifo_fd, state_r)
+    handoff = Handoff(fifo_fd, state_r, console_fd)
 
     def host_setup(pid: int) -> None:
         """Namespaces exist, pivot_root has not happened: prestart and createRuntime."""
@@ -104,6 +116,7 @@ def _spawn(store: Store, cid: str, spec: dict[str, Any], cg: Any, rec: dict[str,
         os.close(state_w)
 
     spec = {**spec, "mounts": cgpath.own_cgroup_mounts(spec, cg)}
+    hooks.preload(spec)
     prepare, userns_setup, _ = launch.plan(spec)
     sources = None
     try:
@@ -119,21 +132,30 @@ def _spawn(store: Store, cid: str, spec: dict[str, Any], cg: Any, rec: dict[str,
             rootfs = spec["root"]["path"]
             sources = open_sources(spec, None, os.path.dirname(rootfs))
             sources.target = os.path.basename(rootfs)
-        started = process.spawn(
-            (0, 1, 2),
-            cg.procs_files(),
-            prepare,
-            lambda fd, go: oci_init(spec, fd, go, prog, sources, handoff),
-            userns_setup=userns_setup,
-            host_setup=host_setup,
-            keep_fds=(*handoff.fds(), *(sources.fds if sources else ())),
-            cwd=sources.base if sources else None,
-        )
+        body = lambda fd, go: oci_init(spec, fd, go, prog, sources, handoff)  # noqa: E731
+        flags = process.new_namespace_flags(spec["linux"]["namespaces"])
+        if flags is not None:  # one fork; the cgroups are joined during the init's mounts
+            started = process.spawn_direct(
+                (0, 1, 2), cg.procs_files(), flags, body, host_setup, handoff.fds()
+            )
+        else:
+            started = process.spawn(
+                (0, 1, 2),
+                cg.procs_files(),
+                prepare,
+                body,
+                userns_setup=userns_setup,
+                host_setup=host_setup,
+                keep_fds=(*handoff.fds(), *(sources.fds if sources else ())),
+                cwd=sources.base if sources else None,
+            )
     finally:
         if sources:
             sources.close()
         os.close(fifo_fd)
         os.close(state_r)
+        if console_fd >= 0:
+            os.close(console_fd)
         with contextlib.suppress(OSError):
             os.close(state_w)
     if started.error:
@@ -153,7 +175,14 @@ def _undo(store: Store, cid: str, rec: dict[str, Any]) -> None:
             if cg.exists():
                 cg.kill_all()
         cgpath.remove(cg, rec.get("cgroupMade", []))
-    shutil.rmtree(store.path(cid), ignore_errors=True)
+    _remove_state(store, cid)
+
+
+def _remove_state(store: Store, cid: str) -> None:
+    from ..rmtree import remove_tree
+
+    with contextlib.suppress(OSError):
+        remove_tree(store.path(cid))
 
 
 def state(store: Store, cid: str) -> dict[str, Any]:
@@ -243,29 +272,38 @@ def kill(store: Store, cid: str, sig: int, all_: bool = False) -> None:
 
 
 def delete(store: Store, cid: str, force: bool = False) -> None:
-    """Remove a stopped (or, forced, any) container: processes, cgroups, state; poststop."""
+    """Remove a stopped (or, forced, any) container: processes, cgroups, state; poststop.
+
+    As runc: an id that does not exist is an error ("does not exist", what engines look
+    for) unless forced, and a directory without a record (a create killed before it
+    wrote one) is removed either way."""
     try:
-        lock = store.lock(cid)
+        with store.lock(cid):
+            _delete_locked(store, cid, force)
     except NoContainer:
-        if force:
-            return
-        raise
-    with lock:
-        rec = store.load(cid)
-        st = status(store, rec)
-        if st in ("running", "paused", "creating") and not force:
-            raise RrefError(f"cannot delete container {cid} that is not stopped: {st}", 1)
-        cg = _cgroup(rec)
-        if st != "stopped" or cg.pids():
-            cg.kill_all()
-        procinfo.wait_gone(rec.get("pid", 0), rec.get("pidStart", 0), 5)
-        spec = {}
-        with contextlib.suppress(OSError, ValueError, AssertionError):
-            spec = store.spec(cid)
-        for w in hooks.run_all(spec, "poststop", oci_state(store, rec, "stopped")):
-            warn(w)
-        left = cgpath.remove(cg, rec.get("cgroupMade", []))
-        shutil.rmtree(store.path(cid), ignore_errors=True)
+        half = store.path(cid)
+        if os.path.isdir(half) and not os.path.exists(store.path(cid, "state.json")):
+            _remove_state(store, cid)
+        if not force:
+            raise
+
+
+def _delete_locked(store: Store, cid: str, force: bool) -> None:
+    rec = store.load(cid)
+    st = status(store, rec)
+    if st in ("running", "paused", "creating") and not force:
+        raise RrefError(f"cannot delete container {cid} that is not stopped: {st}", 1)
+    cg = _cgroup(rec)
+    if st != "stopped" or cg.pids():
+        cg.kill_all()
+    procinfo.wait_gone(rec.get("pid", 0), rec.get("pidStart", 0), 5)
+    spec = {}
+    with contextlib.suppress(OSError, ValueError, AssertionError):
+        spec = store.spec(cid)
+    for w in hooks.run_all(spec, "poststop", oci_state(store, rec, "stopped")):
+        warn(w)
+    left = cgpath.remove(cg, rec.get("cgroupMade", []))
+    _remove_state(store, cid)
     if left:
         raise RrefError(f"container {cid} deleted, but cgroups are left: {' '.join(left)}", 1)
 
@@ -300,11 +338,12 @@ def run(
     detach: bool = False,
     keep: bool = False,
     systemd: bool = False,
+    console_socket: str | None = None,
 ) -> int:
     """create + start; in the foreground also wait, forward signals, delete, exit as it did."""
     if not detach:
         process.become_subreaper()
-    rec = create(store, cid, bundle, pid_file, systemd)
+    rec = create(store, cid, bundle, pid_file, systemd, console_socket)
     try:
         start(store, cid)
     except BaseException:

@@ -51,6 +51,38 @@ def test_ref_choices_with_paths(tmp_path: Path):
     assert make(parse_choices("ref")[0]).binary != str(fake)
 
 
+def test_engine_on_another_oci_runtime(tmp_path: Path):
+    """`podman-rref` and `engine:podman:RUNTIME`: podman --runtime RUNTIME on every call."""
+    got = parse_choices("podman-rref,engine:podman:/opt/rt-oci,x=engine:podman:crun")
+    assert [(c.name, c.kind, c.target, c.oci_runtime) for c in got] == [
+        ("podman-rref", "engine", "podman", "rref-oci"),
+        ("podman-rt", "engine", "podman", "/opt/rt-oci"),
+        ("x", "engine", "podman", "crun"),
+    ]
+    rt = make(got[0])
+    assert isinstance(rt, PodmanRuntime) and rt.oci_runtime
+    assert os.path.basename(rt.oci_runtime) == "rref-oci" and os.path.isabs(rt.oci_runtime)
+    assert rt._argv("ps")[1:] == ["--runtime", rt.oci_runtime, "ps"]
+    assert make(parse_choices("podman")[0])._argv("ps")[1:] == ["ps"]  # type: ignore[attr-defined]
+    missing = make(got[1]).available()
+    assert missing is not None and "/opt/rt-oci" in missing
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "engine:docker:rref-oci",
+        "engine:podman",
+        "engine:podman:",
+        "engine:podman:rel/rt",
+        "podman-rref,podman-rref",
+    ],
+)
+def test_bad_engine_choices(text):
+    with pytest.raises(ChoiceError):
+        parse_choices(text)
+
+
 @pytest.mark.parametrize(
     "text",
     ["", "lxc", "runc,runc", "a=oci:relative", "b c=ref", "a=ref:relative", "ref,ref:/x/ref"],

@@ -234,7 +234,7 @@ BUNDLES: dict[str, Edit | str] = {
     "mount-bind-missing-source": _mount(type="bind", source="/{sentinel}/none", destination="/x"),
     "memory-not-int": lambda c, s: c["linux"]["resources"].update(memory={"limit": "lots"}),
     "host-sysctl": _set("linux", sysctl={"vm.swappiness": "1"}),
-    "terminal": _set("process", terminal=True),
+    "terminal": _set("process", terminal="yes"),
     "unsupported-field": _set("linux", intelRdt={"closID": "x"}),
     "unsupported-resource": lambda c, s: c["linux"]["resources"].update(
         hugepageLimits=[{"pageSize": "2MB", "limit": 1}]

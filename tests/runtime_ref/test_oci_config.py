@@ -148,3 +148,34 @@ def test_user_namespace_maps(oci: Oci) -> None:
     p = oci("exec", cid, "sh", "-c", "cat /proc/self/uid_map; id -u")
     assert p.stdout.split() == ["0", "200000", "65536", "0"]
     oci("delete", "-f", cid)
+
+
+def test_tmpfs_tmpcopyup_keeps_what_it_covers(oci: Oci) -> None:
+    """runc's tmpcopyup (podman --read-only): the tmpfs starts with the covered files."""
+    bundle = oci.bundle(
+        [
+            "sh",
+            "-c",
+            "cat /etc/rref-seed/a/f; readlink /etc/rref-seed/l; touch /etc/rref-seed/w "
+            "&& echo written; touch /etc/x 2>&1 | grep -c Read-only; stat -c %a /etc/rref-seed/a",
+        ]
+    )
+    seed = bundle / "rootfs" / "etc" / "rref-seed"
+    (seed / "a").mkdir(parents=True)
+    (seed / "a" / "f").write_text("seeded\n")
+    (seed / "a").chmod(0o750)
+    (seed / "l").symlink_to("a/f")
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"]["readonly"] = True
+    config["mounts"].append(
+        {
+            "destination": "/etc/rref-seed",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["rw", "nosuid", "nodev", "tmpcopyup"],
+        }
+    )
+    (bundle / "config.json").write_text(json.dumps(config))
+    p = oci("run", "-b", str(bundle), oci.new_id())
+    assert p.stdout.splitlines() == ["seeded", "a/f", "written", "1", "750"]
+    assert not (seed / "w").exists(), "the write went through to the rootfs"

@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from ocikit import RREF_OCI, Oci
 
 PROGRAM = ["sh", "-c", "echo ran > /tmp/marker; exec sleep 30"]
@@ -238,3 +239,79 @@ def test_a_failing_create_runtime_hook_fails_create_and_leaves_nothing(oci: Oci)
     ]
     assert not (oci.root / cid).exists()
     assert not (b / "rootfs" / "tmp" / "marker").exists()
+
+
+@pytest.mark.parametrize("cgroupns", [True, False], ids=["cgroupns", "host-cgroupns"])
+def test_run_joins_the_cgroups_before_the_program_and_hooks_stay_on_the_host(
+    oci: Oci, cgroupns: bool
+) -> None:
+    """The init is forked straight into its pid namespace and joined to its cgroups while it
+    mounts: the program must find itself there (with a cgroup namespace, made only once
+    joined, its root is the container's cgroup: pids.max is the container's), and hooks
+    forked afterwards by rref-oci must be in the host's pid namespace."""
+    log = oci.work / "ns"
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"readlink /proc/self/ns/pid > {log}"]}
+    cid = oci.new_id()
+    prog = "cat /sys/fs/cgroup/pids/pids.max; cat /proc/self/cgroup"
+    b = oci.bundle(["sh", "-c", prog], hooks={"poststart": [hook]})
+    config = json.loads((b / "config.json").read_text())
+    config["linux"]["resources"] = {"pids": {"limit": 77}}
+    if not cgroupns:
+        config["linux"]["namespaces"] = [
+            ns for ns in config["linux"]["namespaces"] if ns["type"] != "cgroup"
+        ]
+    (b / "config.json").write_text(json.dumps(config))
+    out = oci("run", "-b", str(b), cid).stdout.splitlines()
+    assert out[0] == "77"
+    wanted = {"pids", "memory", "devices", "freezer"}
+    paths = {ln.split(":")[1]: ln.split(":")[2] for ln in out[1:] if ln.split(":")[1] in wanted}
+    end = "/" if cgroupns else f"/rref-oci-{cid}"
+    assert len(paths) == len(wanted) and all(p.endswith(end) for p in paths.values()), out
+    assert log.read_text().strip() == os.readlink("/proc/self/ns/pid")
+
+
+@pytest.mark.parametrize("after", ["pid-gone", "pid-reused"])
+def test_state_after_the_init_was_rebooted_away(oci: Oci, after: str) -> None:
+    """The record outlived its init (a reboot, or the host's pid counter wrapped): a pid
+    that no longer exists, or that now belongs to an unrelated process with another
+    start time, is "stopped"; delete removes the record and touches no other process."""
+    cid = oci.new_id()
+    oci("run", "-d", "-b", str(oci.bundle(PROGRAM)), cid)
+    record = oci.root / cid / "state.json"
+    rec = json.loads(record.read_text())
+    os.kill(rec["pid"], signal.SIGKILL)
+    assert _wait(lambda: not Path(f"/proc/{rec['pid']}").exists())
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        if after == "pid-reused":
+            rec["pid"] = stranger.pid  # its start time differs from the recorded pidStart
+        else:
+            rec["pid"] = max(int(Path("/proc/sys/kernel/pid_max").read_text()) - 7, 2)
+            assert not Path(f"/proc/{rec['pid']}").exists()
+        record.write_text(json.dumps(rec))
+        st = oci.state(cid)
+        assert (st["status"], st["pid"]) == ("stopped", 0)
+        listed = json.loads(oci("list", "--format", "json").stdout)
+        assert [(s["id"], s["status"]) for s in listed] == [(cid, "stopped")]
+        assert oci("kill", cid, "KILL", check=False).returncode == 1
+        oci("delete", cid)
+        assert stranger.poll() is None, "delete signalled a process that is not the container's"
+        assert oci("state", cid, check=False).returncode == 1
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_delete_of_an_unknown_or_half_made_id_is_runc_s(oci: Oci) -> None:
+    """runc: "does not exist" and exit 1, but 0 with --force; a directory without a record
+    (a create killed before writing it) is removed in both cases."""
+    p = oci("delete", "rref-oci-nope", check=False)
+    assert p.returncode == 1 and "does not exist" in p.stderr
+    assert oci("delete", "--force", "rref-oci-nope").returncode == 0
+    for args in (["delete"], ["delete", "--force"]):
+        half = oci.root / "rref-oci-half"
+        half.mkdir(parents=True)
+        (half / "lock").touch()
+        p = oci(*args, "rref-oci-half", check=False)
+        assert p.returncode == (0 if "--force" in args else 1), p.stderr
+        assert not half.exists()

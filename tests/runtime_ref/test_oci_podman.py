@@ -3,7 +3,9 @@ memory and pids limits, a user namespace. The image is the suite's busybox tree.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -72,3 +74,25 @@ def test_user_namespace(image: str) -> None:
     maps = ["--uidmap", "0:300000:65536", "--gidmap", "0:300000:65536"]
     p = podman("run", "--rm", *LIMITS, *maps, image, "sh", "-c", "cat /proc/self/uid_map; id -u")
     assert p.stdout.split() == ["0", "300000", "65536", "0"]
+
+
+def test_read_only_root(image: str) -> None:
+    """podman --read-only: its tmpfs mounts on /tmp, /run... carry runc's tmpcopyup."""
+    prog = "touch /rref-ro 2>/dev/null; echo root=$?; touch /tmp/rref-w; echo tmp=$?"
+    p = podman("run", "--rm", *LIMITS, "--read-only", image, "sh", "-c", prog)
+    assert p.stdout.split() == ["root=1", "tmp=0"]
+
+
+def test_rm_after_the_runtime_state_is_gone(image: str) -> None:
+    """The init died and rref-oci's state went with a reboot of /run: podman's cleanup
+    runs `delete --force` on an id rref-oci no longer knows, which must succeed (as runc)."""
+    name = f"rref-oci-pd-{uuid.uuid4().hex[:8]}"
+    try:
+        podman("run", "-d", "--name", name, *LIMITS, image, "sleep", "300")
+        cid, pid = podman("inspect", "-f", "{{.Id}} {{.State.Pid}}", name).stdout.split()
+        shutil.rmtree(f"/run/rref-oci/{cid}")  # podman's default --root for rref-oci
+        os.kill(int(pid), signal.SIGKILL)
+        podman("rm", "-f", name)
+        assert name not in podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    finally:
+        podman("rm", "-f", name, check=False)

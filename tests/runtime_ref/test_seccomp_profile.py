@@ -904,3 +904,12 @@ def test_builtin_profile_passes_validation() -> None:
     profile = rs.load_profile(rs.DEFAULT_PROFILE)
     assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
     assert rs.to_oci(profile, []) == rs.default_profile([])
+
+
+def test_cache_key_ignores_key_order_and_sees_every_value() -> None:
+    from runtime_ref.seccomp_bpf import cache_key
+
+    a = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "A"}]}
+    b = {"syscalls": [{"action": "A", "names": ["read"]}], "defaultAction": "SCMP_ACT_ERRNO"}
+    assert cache_key(a) == cache_key(b) and len(cache_key(a)) == 32
+    assert cache_key(a) != cache_key({**a, "defaultAction": "SCMP_ACT_KILL"})
