@@ -842,14 +842,19 @@ class BccTracer:
         # that is 3 s; in parallel (the ctypes calls release the GIL) about one period.
         points = list(self.bpf.tracepoint_fds)
         if points:
-            from concurrent.futures import ThreadPoolExecutor
 
             def detach(tp: bytes) -> None:
                 with contextlib.suppress(Exception):
                     self.bpf.detach_tracepoint(tp)
 
-            with ThreadPoolExecutor(max_workers=min(32, len(points))) as pool:
-                list(pool.map(detach, points))
+            try:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(max_workers=min(32, len(points))) as pool:
+                    list(pool.map(detach, points))
+            except RuntimeError:  # at interpreter exit no thread pool starts: one by one
+                for tp in points:
+                    detach(tp)
         with contextlib.suppress(Exception):
             self.bpf.cleanup()
 
