@@ -16,7 +16,7 @@ test: setup
 # host's root shared read-only) runs the project's cgroup v2 tests and the suite's CG, CGNS,
 # USR, PID, LIFE and SEC-03 behaviours against ref and runc (runner label cgroup-v2).
 # Results (junit.xml, summary.json, allure-results, the guest's console) go to $(V2_OUT);
-# `conform report $(RESULTS) $(V2_OUT) -o DIR` shows v1 and v2 side by side.
+# `conform report $(RESULTS) $(V2_OUT)/conformance -o DIR` shows v1 and v2 side by side.
 V2_OUT ?= reports/out/v2
 test-v2: setup
 	$(VENV)/bin/conform lane v2 --out $(V2_OUT)
