@@ -203,6 +203,15 @@ def ticker(w: int) -> None:
             pass
 
 
+def open_result(path: str, flags: int = os.O_RDONLY) -> str:
+    """ "ok" when `path` opens with `flags`, else the errno's name (EPERM, ENOENT...)."""
+    try:
+        os.close(os.open(path, flags))
+    except OSError as e:
+        return errno.errorcode[e.errno or 0]
+    return "ok"
+
+
 def cpu_ticks(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -398,14 +407,7 @@ def test_device_rules_v1(box: Box) -> None:
     assert read(cg.v1_dir("devices"), "devices.list").splitlines() == ["c 1:3 rwm", "c 136:* rw"]
 
     def opener(w: int) -> None:
-        out = []
-        for dev in ("/dev/null", "/dev/zero"):
-            try:
-                os.close(os.open(dev, os.O_RDONLY))
-                out.append("ok")
-            except OSError as e:
-                out.append(errno.errorcode[e.errno or 0])
-        os.write(w, " ".join(out).encode())
+        os.write(w, " ".join(open_result(dev) for dev in ("/dev/null", "/dev/zero")).encode())
 
     pid, r = box.spawn(cg, opener)
     box.reap(pid)
@@ -590,18 +592,10 @@ def test_v2_device_program_enforces_rules_in_order(box: Box, tmp_path: os.PathLi
     node = os.path.join(os.fspath(tmp_path), "rref-kmsg")
 
     def opener(w: int) -> None:
-        out = []
-        for dev, mode in DEVICE_TRIES:
-            try:
-                os.close(os.open(dev, mode))
-                out.append("ok")
-            except OSError as e:
-                out.append(errno.errorcode[e.errno or 0])
+        out = [open_result(dev, mode) for dev, mode in DEVICE_TRIES]
         try:  # mknod is allowed for every char device; opening this one is not
             os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(1, 11))
-            out.append("mknod")
-            os.close(os.open(node, os.O_RDONLY))
-            out.append("ok")
+            out += ["mknod", open_result(node)]
         except OSError as e:
             out.append(errno.errorcode[e.errno or 0])
         os.write(w, " ".join(out).encode())
