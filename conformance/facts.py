@@ -207,14 +207,11 @@ def hierarchies() -> dict[str, Hierarchy]:
 def cgroup_dirs(pid: int | str) -> dict[str, Path]:
     """controller -> host directory of ``pid``'s cgroup (every mounted hierarchy)."""
     h = hierarchies()
-    paths = cgroup_paths(pid)
-    out: dict[str, Path] = {}
-    for c, hier in h.items():
-        # a v2 controller has no line of its own: the unified ("0::") path serves them all
-        p = paths.get(c) if hier.version == 1 else paths.get("")
-        if p is not None:
-            out[c] = Path(hier.mount_point + (p if p != "/" else ""))
-    return out
+    return {
+        c: Path(h[c].mount_point + (p if p != "/" else ""))
+        for c, p in cgroup_paths(pid).items()
+        if c in h
+    }
 
 
 def _flat(text: str | None) -> dict[str, int]:

@@ -24,6 +24,7 @@ from ..errors import CgroupError
 from ..resources import V2_CONTROLLER, by_controller, parse_cpuset
 from ..resources import validate as check_limits
 from ._files import (
+    V2_LEAF,
     WAIT,
     CgroupUnsupported,
     device_rule,
@@ -38,7 +39,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-V2_LEAF = "rref-leaf"  # v2.LEAF, without importing the driver at start-up
 SIGKILL = 9  # signal.SIGKILL on Linux, without importing signal (and enum) at start-up
 
 __all__ = [

@@ -16,20 +16,28 @@ if TYPE_CHECKING:
     from typing import Any
 
 WAIT = 5.0  # seconds to wait for freeze/thaw and for a killed cgroup to empty
+#: the v2 leaf rref moves a delegated cgroup's own processes into, so that the cgroup may
+#: enable controllers for its children (a non-root v2 cgroup with processes cannot)
+V2_LEAF = "rref-leaf"
 
 
 class CgroupUnsupported(CgroupError, NotImplementedError):
     """The request needs a mechanism rref does not implement on this host."""
 
 
+def write_raw(d: str, name: str, value: object) -> None:
+    """Write one cgroup file in one write(2); OSError as the kernel gave it."""
+    fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(value).encode())
+    finally:
+        os.close(fd)
+
+
 def write_value(d: str, name: str, value: object) -> None:
     """Write one cgroup file; CgroupError names the file, value and directory."""
     try:
-        fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, str(value).encode())
-        finally:
-            os.close(fd)
+        write_raw(d, name, value)
     except OSError as e:
         raise CgroupError(f"cannot set {name} to {value}: {e.strerror} ({d})") from None
 

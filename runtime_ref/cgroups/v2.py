@@ -17,6 +17,7 @@ import time
 
 from ..resources import BY_NAME, cpu_weight
 from ._files import (
+    V2_LEAF,
     WAIT,
     CgroupError,
     parse_flat_keyed,
@@ -24,6 +25,7 @@ from ._files import (
     parse_limit,
     read_value,
     write_plain,
+    write_raw,
     write_value,
 )
 
@@ -48,9 +50,7 @@ WEIGHT, CPU_MAX = _file("cpu_shares"), _file("cpu_quota")
 IO_WEIGHTS = (_file("blkio_weight"), "io.bfq.weight")
 
 
-#: the leaf rref moves a delegated cgroup's own processes into, so that the cgroup may
-#: enable controllers for its children (a non-root v2 cgroup with processes cannot)
-LEAF = "rref-leaf"
+LEAF = V2_LEAF
 
 
 def delegated(d: str, mountpoint: str) -> bool:
@@ -107,15 +107,10 @@ def enable_controller(cgdir: str, base: str, controller: str, mountpoint: str = 
 def _enable_delegated(d: str, controller: str, timeout: float = WAIT) -> None:
     """Enable `controller` for d's children; first move d's processes into d/rref-leaf
     when the no-internal-process rule refuses (EBUSY: d is a populated non-root cgroup)."""
-    path = os.path.join(d, "cgroup.subtree_control")
     deadline = time.monotonic() + timeout
     while True:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, f"+{controller}".encode())
-            finally:
-                os.close(fd)
+            write_raw(d, "cgroup.subtree_control", f"+{controller}")
             return
         except OSError as e:
             if e.errno != errno.EBUSY or time.monotonic() > deadline:
@@ -136,11 +131,7 @@ def _vacate(d: str) -> None:
         raise CgroupError(f"cannot create {leaf}: {e.strerror}") from None
     for pid in (read_value(d, "cgroup.procs") or "").split():
         try:
-            fd = os.open(os.path.join(leaf, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, pid.encode())
-            finally:
-                os.close(fd)
+            write_raw(leaf, "cgroup.procs", pid)
         except OSError as e:
             if e.errno != errno.ESRCH:  # exited meanwhile
                 raise CgroupError(f"cannot move process {pid} into {leaf}: {e.strerror}") from None
