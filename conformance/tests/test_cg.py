@@ -219,12 +219,16 @@ def test_invalid_limits_rejected_before_start(runtime):
 
 
 def _host_has_weight_file() -> bool:
-    """A blkio/io weight file exists in some cgroup of the hierarchy that would serve it."""
+    """A blkio/io weight file exists in some cgroup of the hierarchy that would serve it (on v2
+    a child shows io.weight only once io is enabled above it, so the root's io.cost.qos,
+    blk-iocost's own file, says so too)."""
     hier = facts.hierarchies()
     if "blkio" in hier and hier["blkio"].version == 1:
         top, names = Path(hier["blkio"].mount_point), ("blkio.weight", "blkio.bfq.weight")
     elif "io" in hier and "" in hier:
         top, names = Path(hier[""].mount_point), ("io.weight", "io.bfq.weight")
+        if (top / "io.cost.qos").exists():
+            return True  # blk-iocost is built in: every cgroup with io enabled has io.weight
     else:
         return False
     dirs = [top, *(d for d in top.iterdir() if d.is_dir())]
